@@ -1,0 +1,11 @@
+"""Test configuration shared by every test module.
+
+Qt runs offscreen here so nobody has to set QT_QPA_PLATFORM by hand; torch uses the
+machine's cores without oversubscribing.
+"""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+os.environ.setdefault("PYTEST_QT_API", "pyside6")

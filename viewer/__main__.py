@@ -1,0 +1,3 @@
+from viewer.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,19 @@
+"""Attribution engine, pure torch: LRP, Grad-CAM, gradient methods, occlusion, metrics."""
+
+from viewer.explain.progress import Cancelled, Progress
+from viewer.explain.result import Relevance
+from viewer.explain.target import Target
+from viewer.explain.lrp import PRESETS, lrp, list_presets
+from viewer.explain.registry import METHODS, explain
+
+__all__ = [
+    "Relevance",
+    "Target",
+    "Progress",
+    "Cancelled",
+    "lrp",
+    "explain",
+    "PRESETS",
+    "METHODS",
+    "list_presets",
+]
