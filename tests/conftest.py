@@ -9,3 +9,8 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 os.environ.setdefault("PYTEST_QT_API", "pyside6")
+
+import tempfile
+
+# Recent-files lists and other settings go to a throwaway folder, never the user's ~/.config.
+os.environ.setdefault("LRP_VIEWER_CONFIG_DIR", tempfile.mkdtemp(prefix="lrp-viewer-test-config-"))
