@@ -7,6 +7,7 @@ from viewer.io.errors import (
     MissingDecoderError,
     NoPixelDataError,
     ScanLoadError,
+    SessionFileError,
     UnsupportedFormatError,
 )
 from viewer.io.scan import Scan
@@ -24,4 +25,5 @@ __all__ = [
     "InconsistentSeriesError",
     "MissingDecoderError",
     "ExportError",
+    "SessionFileError",
 ]

@@ -27,3 +27,7 @@ class MissingDecoderError(ScanLoadError):
 
 class ExportError(Exception):
     """A result could not be written (target exists, folder missing, disk full, ...)."""
+
+
+class SessionFileError(Exception):
+    """A session file is malformed, truncated or from a newer lrp-viewer; says what to do."""

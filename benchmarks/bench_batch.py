@@ -1,0 +1,116 @@
+"""Throughput of ``lrp-viewer batch`` against a plain Python loop over the same engine.
+
+Writes 20 NIfTI cases (the demo cases with added noise) to a temporary folder, then
+explains them with the 3D demo model twice, alternating, in the same process:
+
+* loop:  load_model once; per case load_scan + prepare + lrp + save_nifti;
+* batch: ``viewer.cli.batch.main([...])`` in-process (model loading, case discovery,
+  prediction, NIfTI with metadata, summary.csv rewritten after every case, resume
+  bookkeeping).
+
+Prints cases per second and the batch command's overhead relative to the loop (the
+target is under 10 %). Run: ``python benchmarks/bench_batch.py [--cases 20] [--repeats 3] [--card CARD]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from viewer.cli.batch import main as batch_main  # noqa: E402
+from viewer.explain import lrp  # noqa: E402
+from viewer.io import load_scan, save_nifti  # noqa: E402
+from viewer.models import load_model  # noqa: E402
+from viewer.models.demo import DEMO, demo_cases  # noqa: E402
+
+
+def make_cases(folder: Path, n: int) -> list[Path]:
+    """``n`` demo volumes with independent Gaussian noise (5 % of the intensity range)."""
+    rng = np.random.default_rng(0)
+    sources = [nib.load(DEMO / f"{name}.nii.gz") for name in demo_cases() if not name.startswith("case2d")]
+    paths = []
+    for i in range(n):
+        src = sources[i % len(sources)]
+        data = np.asarray(src.dataobj, dtype=np.float32)
+        data = data + rng.normal(0, 0.05 * float(np.ptp(data)), data.shape).astype(np.float32)
+        path = folder / f"case{i:03d}.nii.gz"
+        nib.save(nib.Nifti1Image(data, src.affine), path)
+        paths.append(path)
+    return paths
+
+
+def plain_loop(card: Path, cases: list[Path], out: Path) -> None:
+    model = load_model(card)
+    for path in cases:
+        scan = load_scan(path)
+        x, to_scan = model.prepare(scan)
+        r = lrp(model.module, x, preset="epsilon-plus")
+        folder = out / path.name.split(".")[0]
+        folder.mkdir(parents=True, exist_ok=True)
+        save_nifti(to_scan(r.relevance), like=scan, path=folder / "lrp-epsilon-plus.nii.gz")
+
+
+def batch_command(card: Path, inputs: Path, out: Path, extra: list[str]) -> None:
+    code = batch_main(["--model", str(card), "--method", "lrp:epsilon-plus", "--device", "cpu", "--quiet",
+                       *extra, str(inputs), "--out", str(out)])
+    if code != 0:
+        raise SystemExit(f"batch exited with {code}")
+
+
+def timed(fn, *args) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process): CPU time is steadier on a shared machine."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn(*args)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--card", type=Path, default=DEMO / "demo3d.toml", help="model card (default: 3D demo)")
+    args = parser.parse_args()
+    card = args.card
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        inputs = root / "cases"
+        inputs.mkdir()
+        cases = make_cases(inputs, args.cases)
+        plain_loop(card, cases[:2], root / "warmup")  # imports, allocator, LRP copy cache
+        times: dict[str, list[tuple[float, float]]] = {
+            "loop": [], "batch": [], "batch --batch-size 4": [], "batch (resume, all done)": []}
+        for r in range(args.repeats):  # alternate, so drifting machine load hits every variant alike
+            times["loop"].append(timed(plain_loop, card, cases, root / f"loop{r}"))
+            times["batch"].append(timed(batch_command, card, inputs, root / f"batch{r}", []))
+            times["batch --batch-size 4"].append(
+                timed(batch_command, card, inputs, root / f"b4_{r}", ["--batch-size", "4"]))
+            times["batch (resume, all done)"].append(timed(batch_command, card, inputs, root / f"batch{r}", []))
+            for name in (f"loop{r}", f"batch{r}", f"b4_{r}"):
+                shutil.rmtree(root / name)
+    ref_wall = min(w for w, _ in times["loop"])
+    ref_cpu = min(c for _, c in times["loop"])
+    print(f"{args.cases} cases, {card.name}, LRP epsilon-plus, CPU; best of {args.repeats} (median wall in brackets)")
+    print(f"{'variant':<26}{'wall s':>9}{'cases/s':>9}{'vs loop':>9}{'CPU s':>9}{'vs loop':>9}  {'(median wall)':>14}")
+    for name, values in times.items():
+        wall = min(w for w, _ in values)
+        cpu = min(c for _, c in values)
+        median = statistics.median(w for w, _ in values)
+        print(f"{name:<26}{wall:>9.2f}{args.cases / wall:>9.2f}{wall / ref_wall:>8.2f}x"
+              f"{cpu:>9.2f}{cpu / ref_cpu:>8.2f}x  {median:>14.2f}")
+    wall = min(w for w, _ in times["batch"]) / ref_wall - 1
+    cpu = min(c for _, c in times["batch"]) / ref_cpu - 1
+    print(f"batch command overhead vs plain loop: {wall:+.1%} wall, {cpu:+.1%} CPU (target < +10%)")
+
+
+if __name__ == "__main__":
+    main()

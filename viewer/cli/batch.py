@@ -1,0 +1,278 @@
+"""``lrp-viewer batch``: explain a cohort from the command line.
+
+One NIfTI relevance map per case and method (``<out>/<case>/<method-tag>.nii.gz``, on
+the scan's grid, with the method recorded in its header) and a ``summary.csv`` with
+the prediction, conservation numbers and mask metrics of every case. Runs resume:
+finished cases are skipped unless ``--overwrite``. Input folders are never written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+EXIT_OK, EXIT_FAILED_CASES, EXIT_USAGE = 0, 1, 2
+
+EPILOG = """\
+inputs:
+  FILE       a scan (NIfTI, DICOM file, PNG/JPEG/TIFF) is one case
+  FOLDER     searched recursively: each NIfTI/picture file is a case, each folder
+             holding DICOM files is one case (a series)
+  LIST.csv   one case per row: column 'path' (file or DICOM folder, relative to the
+             CSV's folder), optional 'mask' and 'id'
+
+methods (--method, repeatable; default: LRP with the model card's preset):
+  lrp:PRESET[,param=value...]    e.g. lrp:epsilon-plus, lrp:epsilon-gamma-box,gamma=0.5
+  NAME[,param=value...]          gradcam, gradcampp, saliency, input_x_gradient, smoothgrad,
+                                 integrated_gradients, occlusion, kernel_shap, lime
+
+outputs:
+  OUT/<case>/<method-tag>.nii.gz  relevance on the scan's grid (tag e.g. lrp-epsilon-plus)
+  OUT/summary.csv                 case, status (ok/failed/skipped), error, input, mask,
+                                  prediction, p.<label> per class, and per method:
+                                  explained, input_sum, absorbed, conservation_error,
+                                  mass_accuracy and pointing_game (with masks), seconds
+
+A case is skipped when summary.csv says it finished (ok) and all its method files
+exist; --overwrite recomputes everything. A case that fails (damaged file, scan the
+model cannot take) is recorded with its error and the run goes on.
+
+exit status: 0 all cases ok or skipped, 1 some case failed, 2 usage error.
+
+examples:
+  lrp-viewer batch --model demo3d.toml --method lrp:epsilon-plus --method gradcam \\
+      scans/ --out results/
+  lrp-viewer batch --model card.toml --mask-pattern '{stem}_mask.nii.gz' cases/ --out out/
+  lrp-viewer batch --model card.toml --device cuda --precision bfloat16 --batch-size 16 \\
+      cohort.csv --out out/
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lrp-viewer batch",
+        description="Explain a model's predictions for many scans: one relevance NIfTI per case and "
+                    "method plus a summary CSV.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="scan files, folders or CSV lists (see below)")
+    p.add_argument("--model", required=True, metavar="CARD",
+                   help="model card (.toml/.json), MONAI bundle or TorchScript file")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created; never inside an input folder)")
+    p.add_argument("--method", action="append", default=None, metavar="METHOD",
+                   help="attribution method, repeatable (default: lrp with the card's preset)")
+    p.add_argument("--mask-pattern", metavar="PATTERN",
+                   help="mask file next to each input, e.g. '{stem}_mask.nii.gz' ({stem}, {name}, {suffix}); "
+                        "enables mass accuracy and pointing game")
+    p.add_argument("--target", default="predicted",
+                   help="what to explain: 'predicted' (default), a class index or label, or 'A,B' for A rather than B")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where to run (auto: cuda when available)")
+    p.add_argument("--precision", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="compute precision (reduced precision: faster on GPUs, conservation error reported)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="cases of the same prepared shape explained together (default: 8 on cuda, 1 on cpu)")
+    p.add_argument("--trust", action="store_true",
+                   help="allow model files that execute code (pickled modules, architectures outside the allow-list)")
+    p.add_argument("--overwrite", action="store_true", help="recompute cases that are already done")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    return p
+
+
+class UsageError(Exception):
+    """Something about the command itself is wrong; exit status 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # --help (0) and argparse's usage errors (2)
+        return int(exc.code or 0)
+    try:
+        return run(args)
+    except UsageError as exc:
+        print(f"lrp-viewer batch: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def run(args: argparse.Namespace) -> int:
+    from viewer.cli.batch_inputs import InputError, find_cases
+    from viewer.cli.batch_summary import Summary
+    from viewer.cli.progress_bar import ProgressBar
+
+    out = Path(args.out).absolute()
+    _check_out(out, args.inputs)
+    device = _device(args.device)
+    batch_size = args.batch_size if args.batch_size is not None else (8 if device.type == "cuda" else 1)
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}.")
+    model = _load_model(args.model, args.trust)
+    methods = _methods(args.method, model)
+    target = _target(args.target, model)
+    try:
+        cases, notes = find_cases(args.inputs, args.mask_pattern, exclude=[out])
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    if not cases:
+        raise UsageError("No scans found in the inputs (NIfTI, DICOM, PNG/JPEG/TIFF, or a CSV list).")
+    _check_out(out, [str(c.path) for c in cases])  # CSV lists name folders the command line does not
+    for note in notes:
+        if not args.quiet:
+            print(f"note: {note}", file=sys.stderr)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"Cannot create the output folder {out} ({exc.strerror}).") from None
+
+    from viewer.cli.batch_run import Runner
+
+    model.module.to(device)
+    runner = Runner(model, methods, out, device, args.precision, target, batch_size)
+    summary = Summary(out / "summary.csv")
+    bar = ProgressBar(len(cases), enabled=not args.quiet)
+    pending = []
+    for case in cases:
+        files = [out / case.id / f"{m.tag}.nii.gz" for m in methods]
+        if not args.overwrite and summary.is_done(case.id, case.path, files):
+            summary.mark_skipped(case.id)
+            bar.update(case.id, "skipped")
+        else:
+            pending.append(case)
+    summary.write()
+    try:
+        failed = _process(pending, runner, summary, bar)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\nInterrupted; {summary.path} lists the finished cases. Run the same command again to resume.",
+              file=sys.stderr)
+        return 130
+    bar.close()
+    if not args.quiet:
+        skipped = len(cases) - len(pending)
+        print(f"{len(cases)} cases: {len(pending) - failed} ok, {skipped} skipped, {failed} failed; "
+              f"summary: {summary.path}", file=sys.stderr)
+    return EXIT_FAILED_CASES if failed else EXIT_OK
+
+
+def _process(pending: list, runner: Any, summary: Any, bar: Any) -> int:
+    """Prepare the pending cases a window at a time, explain same-shaped ones together; returns failures."""
+    from viewer.cli.batch_run import group_key
+
+    failed = 0
+
+    def finish(case: Any, row: dict[str, Any], status: str) -> None:
+        summary.record(row)
+        summary.write()  # after every case, so an interrupted run resumes from here
+        bar.update(case.id, status, row.get("seconds"))
+
+    for start in range(0, len(pending), runner.batch_size):
+        prepared = []
+        for case in pending[start:start + runner.batch_size]:
+            t0 = time.perf_counter()
+            try:
+                prepared.append(runner.prepare(case))
+            except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+                failed += 1
+                finish(case, _failed_row(case, exc, time.perf_counter() - t0), "failed")
+        groups: dict[Any, list] = {}
+        for p in prepared:
+            groups.setdefault(group_key(p), []).append(p)
+        for group in groups.values():
+            for p, row, error in runner.run(group):
+                if error is not None:
+                    failed += 1
+                    finish(p.case, _failed_row(p.case, error, p.seconds), "failed")
+                else:
+                    finish(p.case, {"case": p.case.id, "status": "ok", "error": "", "input": str(p.case.path),
+                                    "mask": str(p.case.mask or ""), **row}, "ok")
+    return failed
+
+
+def _failed_row(case: Any, exc: BaseException, seconds: float) -> dict[str, Any]:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    return {"case": case.id, "status": "failed", "error": f"{type(exc).__name__}: {message}",
+            "input": str(case.path), "mask": str(case.mask or ""), "seconds": round(seconds, 4)}
+
+
+def _check_out(out: Path, inputs: Sequence[str]) -> None:
+    """Refuse an output folder inside a searched input folder or equal to an input file's folder."""
+    resolved = out.resolve()
+    for raw in inputs:
+        p = Path(raw).resolve()
+        if p.is_dir() and (resolved == p or resolved.is_relative_to(p)):
+            raise UsageError(f"--out {out} is inside the input folder {raw}; input folders are never written. "
+                             "Choose an output folder elsewhere.")
+        if p.is_file() and resolved == p.parent:
+            raise UsageError(f"--out {out} is the folder of the input {raw}; input folders are never written. "
+                             "Choose another output folder.")
+
+
+def _device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was requested but no CUDA device is available; use --device cpu or auto.")
+    return torch.device(name)
+
+
+def _load_model(path: str, trust: bool) -> Any:
+    from viewer.models import ModelLoadError, load_model
+
+    try:
+        return load_model(path, trust=trust)
+    except ModelLoadError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _methods(texts: list[str] | None, model: Any) -> list:
+    from viewer.cli.batch_run import parse_method
+    from viewer.explain.registry import METHODS
+
+    default_preset = getattr(model, "preset", None) or "epsilon-plus"
+    specs = []
+    for text in texts or ["lrp"]:
+        try:
+            spec = parse_method(text, default_preset)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if METHODS[spec.method].needs_structure and not getattr(model, "structured", True):
+            reason = getattr(model, "unavailable_reason", "") or "the model file hides its layers"
+            raise UsageError(f"{METHODS[spec.method].label} cannot run on this model: {reason}")
+        if spec.tag in {s.tag for s in specs}:
+            raise UsageError(f"--method {text!r} is given twice.")
+        specs.append(spec)
+    return specs
+
+
+def _target(text: str, model: Any) -> Any:
+    """None (predicted), a class index or an (a, b) contrast, from a number or a label."""
+    labels = [str(x) for x in (getattr(model, "labels", None) or [])]
+
+    def one(item: str) -> int:
+        item = item.strip()
+        if item.lstrip("-").isdigit():
+            index = int(item)
+        elif item in labels:
+            index = labels.index(item)
+        else:
+            raise UsageError(f"--target {text!r}: {item!r} is neither a class index nor one of the labels "
+                             f"({', '.join(labels) or 'the model has no labels'}).")
+        if labels and not 0 <= index < len(labels):
+            raise UsageError(f"--target {text!r}: class {index} is out of range (0 to {len(labels) - 1}).")
+        return index
+
+    if text.strip().lower() in ("", "predicted", "none"):
+        return None
+    parts = text.split(",")
+    if len(parts) == 2:
+        return (one(parts[0]), one(parts[1]))
+    if len(parts) == 1:
+        return one(parts[0])
+    raise UsageError(f"--target {text!r}: give one class or two separated by a comma.")
