@@ -4,7 +4,8 @@ from viewer.explain.progress import Cancelled, Progress
 from viewer.explain.result import Relevance
 from viewer.explain.target import Target
 from viewer.explain.lrp import PRESETS, lrp, list_presets
-from viewer.explain.registry import METHODS, explain
+from viewer.explain.registry import METHODS, MethodInfo, MethodUnavailableError, explain
+from viewer.explain.preview import preview_then_refine
 
 __all__ = [
     "Relevance",
@@ -16,4 +17,7 @@ __all__ = [
     "PRESETS",
     "METHODS",
     "list_presets",
+    "MethodInfo",
+    "MethodUnavailableError",
+    "preview_then_refine",
 ]
