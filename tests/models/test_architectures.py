@@ -1,0 +1,37 @@
+"""The demo architecture: shapes, and that its two pooling bins really are the two hemispheres."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from viewer.models.architectures import LesionSideNet
+
+
+@pytest.mark.parametrize(("dims", "pooling", "stride"), [(3, "max", 2), (3, "avg", 1), (2, "avg", 1), (2, "max", 2)])
+def test_output_shape(dims: int, pooling: str, stride: int) -> None:
+    net = LesionSideNet(dims, channels=(2, 4, 4, 4), pooling=pooling, stem_stride=stride).eval()
+    x = torch.rand((3, 1) + (32,) * dims)
+    assert net(x).shape == (3, 3)
+    assert isinstance(net.features[0].conv, torch.nn.Conv3d if dims == 3 else torch.nn.Conv2d)
+    assert hasattr(net.features[0], "pool") == (stride == 1)
+
+
+def test_bins_split_axis_zero() -> None:
+    """Features from the half with small axis-0 indices (patient left in RAS) land in bin 0."""
+    net = LesionSideNet(2, channels=(2, 2, 2, 2), pooling="max").eval()
+    captured = {}
+    net.pool.register_forward_hook(lambda m, i, o: captured.setdefault("out", o))
+    feats = torch.zeros(1, 2, 6, 7)
+    feats[0, :, 1, 3] = 5.0  # left half of axis 0
+    net.pool(feats)
+    out = captured["out"]
+    assert out.shape == (1, 2, 2, 1)
+    assert float(out[0, 0, 0, 0]) == 5.0 and float(out[0, 0, 1, 0]) == 0.0
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="spatial_dims must be 2 or 3"):
+        LesionSideNet(1)
+    with pytest.raises(ValueError, match="pooling must be 'avg' or 'max'"):
+        LesionSideNet(3, pooling="median")

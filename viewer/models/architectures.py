@@ -1,0 +1,99 @@
+"""Small CNNs of our own, used by the bundled demo models.
+
+They live inside ``viewer`` so the allow-list in :mod:`viewer.models.safety` covers
+them: a demo card can name ``viewer.models.architectures.LesionSideNet`` without
+asking the user to trust anything.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
+
+import torch
+from torch import nn
+
+_CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+_NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+_POOL = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
+_GAP = {2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
+_GMP = {2: nn.AdaptiveMaxPool2d, 3: nn.AdaptiveMaxPool3d}
+
+
+class ConvBlock(nn.Sequential):
+    """conv (optionally strided) → BatchNorm → ReLU (→ 2× max-pool): the plainest block LRP must handle.
+
+    BatchNorm is kept on purpose so the LRP engine's folding of BN into the
+    preceding convolution is exercised by the demo.
+    """
+
+    def __init__(
+        self, spatial_dims: int, in_channels: int, out_channels: int, pool: bool, stride: int = 1
+    ) -> None:
+        conv = _CONV[spatial_dims](in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False)
+        layers: list[tuple[str, nn.Module]] = [
+            ("conv", conv),
+            ("norm", _NORM[spatial_dims](out_channels)),
+            ("act", nn.ReLU()),
+        ]
+        if pool:
+            layers.append(("pool", _POOL[spatial_dims](2)))
+        super().__init__(OrderedDict(layers))
+
+
+class LesionSideNet(nn.Module):
+    """Classifies whether a scan holds a lesion in the left or the right hemisphere.
+
+    Four conv blocks (the first three halve the grid), then an average pool that keeps
+    **two bins along axis 0** (patient left half, patient right half in RAS order)
+    instead of one: a plain global average pool discards *where* a feature fired, so a
+    network could only tell left from right through padding artefacts. Two bins make
+    the side explicit while staying a linear pooling that LRP and Grad-CAM handle.
+
+    Parameters
+    ----------
+    spatial_dims
+        2 (axial slices) or 3 (volumes).
+    in_channels, num_classes
+        Input channels and number of output logits.
+    channels
+        Output channels of the four conv blocks.
+    side_bins
+        Bins kept along axis 0 by the final pooling (1 gives a plain global pool).
+    stem_stride
+        Stride of the first convolution (which then has no max-pool): 2 makes the
+        full-resolution layer, the costliest on a CPU, eight times cheaper in 3D.
+    pooling
+        "avg" or "max" for the final pooling; max answers "did a lesion detector fire
+        anywhere in this half?", which a small lesion does not dilute.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int = 3,
+        in_channels: int = 1,
+        num_classes: int = 3,
+        channels: Sequence[int] = (8, 16, 32, 32),
+        side_bins: int = 2,
+        pooling: str = "avg",
+        stem_stride: int = 1,
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        blocks = []
+        prev = in_channels
+        for i, ch in enumerate(channels):
+            stride = stem_stride if i == 0 else 1
+            pool = i < len(channels) - 1 and stride == 1
+            blocks.append(ConvBlock(spatial_dims, prev, int(ch), pool=pool, stride=stride))
+            prev = int(ch)
+        self.features = nn.Sequential(*blocks)
+        if pooling not in ("avg", "max"):
+            raise ValueError(f"pooling must be 'avg' or 'max', got {pooling!r}")
+        self.pool = (_GAP if pooling == "avg" else _GMP)[spatial_dims]((side_bins,) + (1,) * (spatial_dims - 1))
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Linear(prev * side_bins, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.flatten(self.pool(self.features(x))))
