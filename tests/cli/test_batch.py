@@ -275,7 +275,7 @@ def test_2d_model_on_a_volume_runs_per_slice(tmp_path: Path, write_case) -> None
 
     path = write_case(tmp_path / "in" / "v.nii.gz", shape=(12, 14, 4))
     out = tmp_path / "out"
-    assert main(["--model", str(DEMO / "demo2d.toml"), "--method", "lrp", "--method", "gradcam", str(path),
+    assert main(["--model", str(DEMO / "demo2d.toml"), "--method", "lrp:epsilon-plus", "--method", "gradcam", str(path),
                  "--out", str(out), "--quiet"]) == 0
     row = _summary(out)["v"]
     assert row["status"] == "ok"

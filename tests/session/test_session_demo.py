@@ -40,8 +40,12 @@ def test_demo_lrp_presets_match_direct_engine_calls(demo) -> None:
         assert p is not None and p.labels == ("no lesion", "lesion left", "lesion right")
         assert p.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
         assert s.mask is not None and s.mask.shape == s.scan.shape and s.mask.any()
+        first = s.result(0)
+        assert first.request.method == "lrp" and first.request.preset == s.model.preset and not first.preview
+        s.set_panel_params(0, preset="epsilon-plus")
+        assert s.wait_idle(120)
         plus = s.result(0)
-        assert plus.request.method == "lrp" and plus.request.preset == "epsilon-plus" and not plus.preview
+        assert plus.request.preset == "epsilon-plus" and not plus.preview
         assert plus.on_scan.shape == s.scan.shape and plus.on_scan.dtype == np.float32
         c = plus.conservation
         assert abs(c.explained - c.input_sum - c.absorbed) <= 1e-3 * max(1.0, abs(c.explained))

@@ -1,0 +1,111 @@
+"""What each rule promises, checked on single layers with chosen relevance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from viewer.explain.lrp.affine import AffineOp
+from viewer.explain.lrp.rules import AlphaBeta, Epsilon, Flat, Gamma, WSquare, ZBox, ZPlus, make_rule
+
+
+def _layer(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(5, 3, 3, 3, generator=g, dtype=torch.float64)
+    b = torch.randn(5, generator=g, dtype=torch.float64) * 0.1
+    x = torch.randn(1, 3, 8, 8, generator=g, dtype=torch.float64)
+    return AffineOp.conv(2, padding=1), w, b, x
+
+
+def _run(rule, op, w, b, x, r):
+    y, saved = rule.forward(op, x, w, b)
+    return y, rule.backward(op, saved, w, b, r)
+
+
+@pytest.mark.parametrize("rule", [ZPlus(), AlphaBeta(alpha=1.0, beta=0.0)])
+def test_positive_rules_give_no_negative_relevance(rule):
+    op, w, b, x = _layer()
+    x = x.clamp(min=0)  # after a ReLU
+    r = torch.rand(1, 5, 8, 8, dtype=torch.float64)
+    _, r_in = _run(rule, op, w, b, x, r)
+    assert (r_in >= 0).all()
+    assert float(r_in.sum()) > 0
+
+
+def test_zplus_on_signed_input_is_still_non_negative():
+    op, w, b, x = _layer(1)
+    r = torch.rand(1, 5, 8, 8, dtype=torch.float64)
+    _, r_in = _run(ZPlus(), op, w, torch.zeros_like(b), x, r)
+    assert (r_in >= -1e-12).all()
+    # bias-free: everything where some input contributes positively is passed on
+    assert float(r_in.sum()) == pytest.approx(float(r.sum()), rel=1e-6)
+
+
+def test_alpha2_beta1_shares_sum_to_one_minus():
+    """α·(positive share) − β·(negative share) = (α − β)·R when both parts exist."""
+    op, w, b, x = _layer(2)
+    x = x.clamp(min=0) + 0.1
+    r = torch.rand(1, 5, 8, 8, dtype=torch.float64)
+    _, r_in = _run(AlphaBeta(), op, w, torch.zeros_like(b), x, r)
+    assert float(r_in.sum()) == pytest.approx(float(r.sum()), rel=1e-6)
+    assert (r_in < 0).any()  # counter-evidence is shown
+
+
+def test_flat_spreads_uniformly_over_the_receptive_field():
+    op = AffineOp.conv(2, padding=0)
+    w = torch.randn(1, 1, 3, 3, dtype=torch.float64)
+    x = torch.randn(1, 1, 5, 5, dtype=torch.float64)
+    r = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
+    r[0, 0, 1, 1] = 9.0  # one output, receptive field = centre 3x3
+    _, r_in = _run(Flat(), op, w, None, x, r)
+    expected = torch.zeros(1, 1, 5, 5, dtype=torch.float64)
+    expected[0, 0, 1:4, 1:4] = 1.0
+    torch.testing.assert_close(r_in, expected, rtol=1e-6, atol=1e-9)
+
+
+def test_wsquare_ignores_the_input_values():
+    op, w, b, x = _layer(3)
+    r = torch.rand(1, 5, 8, 8, dtype=torch.float64)
+    _, a = _run(WSquare(), op, w, None, x, r)
+    _, c = _run(WSquare(), op, w, None, torch.randn_like(x), r)
+    torch.testing.assert_close(a, c)
+    assert (a >= 0).all()
+
+
+def test_epsilon_absorbs_more_with_larger_epsilon():
+    op, w, b, x = _layer(4)
+    y = op.forward(x, w, b)
+    r = y.clone()  # relevance = output, as at the top of a network
+    small = _run(Epsilon(epsilon=1e-9), op, w, torch.zeros_like(b), x, r)[1]
+    large = _run(Epsilon(epsilon=1.0), op, w, torch.zeros_like(b), x, r)[1]
+    assert float(small.sum()) == pytest.approx(float(r.sum()), rel=1e-6)
+    assert abs(float(large.sum())) < abs(float(small.sum()))
+
+
+def test_gamma_zero_is_lrp0_and_large_gamma_approaches_zplus():
+    op, w, b, x = _layer(5)
+    x = x.clamp(min=0)
+    b = torch.zeros_like(b)
+    r = op.forward(x, w, b).clamp(min=0)
+    g0 = _run(Gamma(gamma=0.0), op, w, b, x, r)[1]
+    e = _run(Epsilon(epsilon=1e-6), op, w, b, x, r)[1]
+    torch.testing.assert_close(g0, e, rtol=1e-5, atol=1e-8)
+    g_big = _run(Gamma(gamma=1e6), op, w, b, x, r)[1]
+    zp = _run(ZPlus(), op, w, b, x, r)[1]
+    torch.testing.assert_close(g_big, zp, rtol=1e-4, atol=1e-6)
+
+
+def test_zbox_conserves_without_bias():
+    op, w, b, x = _layer(6)
+    x = x.clamp(-2, 2)
+    r = op.forward(x, w, None)
+    _, r_in = _run(ZBox(low=-2.0, high=2.0), op, w, b, x, r)
+    assert float(r_in.sum()) == pytest.approx(float(r.sum()), rel=1e-5)
+
+
+def test_rule_construction():
+    assert make_rule("alpha-beta", {"alpha": 1.0, "beta": 0.0, "gamma": 3}) == AlphaBeta(1.0, 0.0)
+    with pytest.raises(ValueError, match="alpha - beta"):
+        AlphaBeta(alpha=2.0, beta=2.0)
+    with pytest.raises(ValueError, match="Unknown LRP rule"):
+        make_rule("magic")

@@ -1,0 +1,253 @@
+"""``lrp()``: one forward pass of a private model copy under the tracer, then one
+backward per target that carries relevance instead of gradients.
+
+The user's model is never touched: a deep copy is prepared once (parameters frozen,
+eval mode, BatchNorm folded, module-stack hooks installed) and cached by the
+model's identity and the versions of its parameters and buffers, so repeated calls
+are fast and any change to the model (new weights, a training step, a replaced
+layer) prepares a fresh copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import threading
+import warnings
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from viewer.explain.lrp.canonize import fold_batchnorms, install_stack_hooks
+from viewer.explain.lrp.presets import Preset, get_preset
+from viewer.explain.lrp.rules import Rule, make_rule
+from viewer.explain.lrp.trace import Tracer
+from viewer.explain.progress import Progress
+from viewer.explain.result import Relevance
+from viewer.explain.target import Target
+
+DEFAULTS = {"epsilon": 1e-6, "stabilizer": 1e-6, "gamma": 0.25, "alpha": 2.0, "beta": 1.0, "low": None, "high": None}
+
+
+@dataclass
+class _Prepared:
+    model: nn.Module
+    stack: list
+    folded: list[str]
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one trace at a time per copy
+
+
+_CACHE: dict[int, tuple[weakref.ref, tuple, _Prepared]] = {}
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 2
+
+
+def _fingerprint(model: nn.Module) -> tuple:
+    state = [(n, t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape))
+             for n, t in list(model.named_parameters()) + list(model.named_buffers())]
+    return (tuple(state), tuple(type(m).__name__ for m in model.modules()))
+
+
+def _prepare(model: nn.Module, x: torch.Tensor) -> _Prepared:
+    key = id(model)
+    fp = _fingerprint(model)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None and hit[0]() is model and hit[1] == fp:
+            return hit[2]
+    try:
+        twin = copy.deepcopy(model)
+    except Exception as exc:  # noqa: BLE001 - any failure means the same thing to the user
+        raise ValueError(f"LRP needs a copy of the model but it cannot be copied ({exc}).") from exc
+    for m in twin.modules():  # the user's hooks must not see our tensors
+        m._forward_hooks.clear()
+        m._backward_hooks.clear()
+        if hasattr(m, "_forward_hooks_with_kwargs"):
+            m._forward_hooks_with_kwargs.clear()
+    twin.eval()
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    stack: list = []
+    install_stack_hooks(twin, stack)
+    folded = fold_batchnorms(twin, x, stack)
+    prepared = _Prepared(twin, stack, folded)
+    with _CACHE_LOCK:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = (weakref.ref(model), fp, prepared)
+    return prepared
+
+
+def _rule_of(spec: Any, params: Mapping[str, Any]) -> Rule:
+    if isinstance(spec, Rule):
+        return spec
+    if isinstance(spec, str):
+        return make_rule(spec, dict(params))
+    if isinstance(spec, (tuple, list)) and len(spec) == 2 and isinstance(spec[0], str):
+        return make_rule(spec[0], {**params, **dict(spec[1])})
+    raise ValueError(f"An LRP override must be a rule name, (name, {{params}}) or a Rule; got {spec!r}.")
+
+
+class _Chooser:
+    """Rule for each affine op: overrides first (by name glob, then by type), then the
+    preset's first-layer rule for the first matching layer, then conv/dense rules."""
+
+    def __init__(self, preset: Preset, params: Mapping[str, Any], overrides: Mapping | None) -> None:
+        self.preset = preset
+        self.params = params
+        self.conv = make_rule(preset.conv, dict(params))
+        self.dense = make_rule(preset.dense, dict(params))
+        self.first = make_rule(preset.first, dict(params)) if preset.first else None
+        self.first_done = False
+        self.by_name: list[tuple[str, Rule]] = []
+        self.by_type: list[tuple[type, Rule]] = []
+        for key, spec in (overrides or {}).items():
+            rule = _rule_of(spec, params)
+            if isinstance(key, str):
+                self.by_name.append((key, rule))
+            elif isinstance(key, type):
+                self.by_type.append((key, rule))
+            else:
+                raise ValueError(f"Override keys are module names (glob allowed) or module types; got {key!r}.")
+
+    def __call__(self, kind: str, name: str, module: nn.Module | None) -> Rule:
+        first = not self.first_done
+        self.first_done = True
+        for pattern, rule in self.by_name:
+            if fnmatch.fnmatchcase(name, pattern):
+                return rule
+        for cls, rule in self.by_type:
+            if module is not None and isinstance(module, cls):
+                return rule
+        if first and self.first is not None and (self.preset.first_kinds == "any" or kind == "conv"):
+            return self.first
+        return self.conv if kind == "conv" else self.dense
+
+
+def _resolve_params(preset: Preset, params: Mapping[str, Any], x: torch.Tensor) -> dict[str, Any]:
+    known = set(DEFAULTS)
+    unknown = set(params) - known
+    if unknown:
+        raise ValueError(f"Unknown LRP parameter(s) {sorted(unknown)}; known: {sorted(known)}.")
+    out = {**DEFAULTS, **dict(preset.fixed), **{k: v for k, v in params.items() if v is not None}}
+    if out["low"] is None:
+        out["low"] = float(x.min())
+    if out["high"] is None:
+        out["high"] = float(x.max())
+    return out
+
+
+def lrp(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: Target | int | Sequence | None = None,
+    preset: str = "epsilon-plus",
+    progress: Progress | None = None,
+    overrides: Mapping | None = None,
+    precision: str = "float32",
+    **params: Any,
+) -> Relevance | list[Relevance]:
+    """Explain ``model(x)`` for ``target`` with Layer-wise Relevance Propagation.
+
+    Parameters
+    ----------
+    model, x
+        Any ``nn.Module`` (on any device) and its input ``(B, C, *spatial)``.
+    target
+        None (predicted class / predicted foreground), a class index, ``(a, b)``
+        for "a rather than b", a :class:`Target` (e.g. ``Target.region``), or a list
+        of these: then a list of results from one forward pass.
+    preset
+        One of ``PRESETS`` (``epsilon``, ``epsilon-plus``, ``epsilon-gamma-box``,
+        ``epsilon-alpha2-beta1``, ``epsilon-plus-flat``).
+    overrides
+        ``{module-name-glob or module type: rule}`` where a rule is a name
+        (``"flat"``), ``(name, {params})`` or a rule object; wins over the preset.
+    precision
+        "float32" (default), or "bfloat16"/"float16" to run under autocast; the
+        conservation error is then reported in ``meta``.
+    **params
+        zennit's names: ``epsilon``, ``gamma``, ``alpha``, ``beta``, ``low``,
+        ``high``, ``stabilizer``.
+
+    Returns
+    -------
+    Relevance (or a list for a list of targets); ``explained == input_sum +
+    absorbed`` up to rounding, ``meta["unhandled_ops"]`` lists operations on the
+    relevance path that no rule covers (the result is then only approximate).
+    """
+    progress = progress or Progress()
+    progress.check()
+    chosen = get_preset(preset)
+    values = _resolve_params(chosen, params, x)
+    prepared = _prepare(model, x)
+    progress.step(1, 4)
+
+    chooser = _Chooser(chosen, values, overrides)
+    tracer = Tracer(chooser, values["stabilizer"], values["epsilon"], prepared.stack)
+    xx = x.detach().clone().requires_grad_(True)
+    autocast = None
+    if precision in ("bfloat16", "float16"):
+        autocast = torch.autocast(device_type=x.device.type, dtype=getattr(torch, precision))
+    elif precision != "float32":
+        raise ValueError(f"precision must be 'float32', 'bfloat16' or 'float16', not {precision!r}.")
+    with prepared.lock, torch.enable_grad():
+        prepared.stack.clear()
+        try:
+            if autocast is not None:
+                with autocast, tracer:
+                    raw = prepared.model(xx)
+            else:
+                with tracer:
+                    raw = prepared.model(xx)
+        finally:
+            prepared.stack.clear()
+    meta: dict[str, Any] = {}
+    out = raw
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+        meta["output_note"] = "the model returned a tuple; its first element was explained"
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"LRP needs a model that returns a tensor (or a tuple starting with one); got {type(raw)}.")
+    if id(out) in tracer.final_of:
+        inner, _, kind = tracer.final_of[id(out)]
+        out = inner
+        meta["output_note"] = f"the model ends in {kind}; its input (the logits) was explained"
+    progress.step(2, 4)
+
+    targets = list(target) if isinstance(target, list) else [target]
+    if not out.requires_grad:
+        raise ValueError("The model output does not depend on the input through differentiable operations; "
+                         "LRP cannot explain it.")
+    if tracer.unhandled:
+        meta["unhandled_ops"] = dict(tracer.unhandled)
+        warnings.warn(f"LRP: operations without an LRP rule on the relevance path: {tracer.unhandled}; "
+                      "their gradient was used, so the map is approximate.", stacklevel=2)
+    meta["folded_batchnorms"] = list(prepared.folded)
+    meta["layers"] = list(tracer.layers)
+
+    logits = out.detach().float()
+    results = []
+    for i, spec in enumerate(targets):
+        progress.check()
+        t = Target.resolve(spec, logits)
+        seed = t.seed(out.detach()).to(out.dtype) * out.detach()
+        tracer.book.reset()
+        (rel,) = torch.autograd.grad(out, xx, seed, retain_graph=i < len(targets) - 1)
+        explained = float(seed.sum(dtype=torch.float64))
+        input_sum = float(rel.sum(dtype=torch.float64))
+        absorbed = tracer.book.total()
+        m = dict(meta)
+        if autocast is not None:
+            m["precision"] = precision
+            m["conservation_error"] = explained - input_sum - absorbed
+        results.append(Relevance(
+            relevance=rel.detach().to(x.dtype), output=logits.to(x.dtype), target=t, method="lrp", preset=chosen.name,
+            params={k: v for k, v in values.items()}, explained=explained, input_sum=input_sum,
+            absorbed=absorbed, meta=m,
+        ))
+        progress.step(2 + 2 * (i + 1) / len(targets), 4)
+    return results if isinstance(target, list) else results[0]

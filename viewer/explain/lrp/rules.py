@@ -1,0 +1,293 @@
+"""LRP rules for linear layers: how relevance arriving at a layer's output is shared
+among its inputs.
+
+Each rule has two halves.  ``forward`` runs inside the one forward pass of the
+explained model: it computes the layer output and keeps only what ``backward``
+will need (typically the input and one denominator).  ``backward`` turns the
+relevance of the output into relevance of the input using the transposed map, so no
+layer is evaluated again during the backward pass.
+
+The formulas follow the standard definitions (Bach et al. 2015, Montavon et al.
+2017/2019) in the convention of zennit, so results are comparable across tools:
+stabilisers add ``eps`` with the sign of the denominator (zero counted positive),
+ZPlus/AlphaBeta/Gamma split inputs and weights into positive and negative parts
+and only the "matching" half keeps the bias.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from viewer.explain.lrp.affine import AffineOp, constant_like, divide, stabilize
+
+Tensor = torch.Tensor
+
+
+def _pos(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.clamp(min=0)
+
+
+def _neg(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.clamp(max=0)
+
+
+def _nonneg(x: Tensor) -> bool:
+    """One cheap reduction per layer decides whether the x⁻ terms can be skipped."""
+    return bool(x.min() >= 0)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Base class. ``name`` is the key used in presets and overrides."""
+
+    name = "rule"
+    affine = True  # applies to conv / dense layers
+
+    def forward(self, op: AffineOp, x: Tensor, w: Tensor, b: Tensor | None) -> tuple[Tensor, tuple]:
+        """Return the layer output and the tensors ``backward`` needs."""
+        raise NotImplementedError
+
+    def backward(self, op: AffineOp, saved: tuple, w: Tensor, b: Tensor | None, r: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Epsilon(Rule):
+    """z-rule with a stabiliser: R_i = x_i Σ_j w_ij R_j / (z_j ± ε). ε=0 gives LRP-0."""
+
+    epsilon: float = 1e-6
+    name = "epsilon"
+
+    def forward(self, op, x, w, b):
+        y = op.forward(x, w, b)
+        return y, (x, y)
+
+    def backward(self, op, saved, w, b, r):
+        x, y = saved
+        return op.vjp(divide(r, y, self.epsilon), w, x).mul_(x)
+
+
+@dataclass(frozen=True)
+class ZPlus(Rule):
+    """Only positive contributions count (alpha=1, beta=0); relevance stays positive."""
+
+    stabilizer: float = 1e-6
+    name = "zplus"
+
+    def forward(self, op, x, w, b):
+        y = op.forward(x, w, b)
+        if _nonneg(x):
+            z = op.forward(x, w.clamp(min=0), _pos(b))
+            return y, (x, z, True)
+        z = op.forward(x.clamp(min=0), w.clamp(min=0), _pos(b)) + op.forward(x.clamp(max=0), w.clamp(max=0), None)
+        return y, (x, z, False)
+
+    def backward(self, op, saved, w, b, r):
+        x, z, nonneg = saved
+        g = divide(r, z, self.stabilizer)
+        if nonneg:
+            return op.vjp(g, w.clamp(min=0), x).mul_(x)
+        return x.clamp(min=0) * op.vjp(g, w.clamp(min=0), x) + x.clamp(max=0) * op.vjp(g, w.clamp(max=0), x)
+
+
+@dataclass(frozen=True)
+class AlphaBeta(Rule):
+    """Positive contributions weighted by alpha, negative ones by beta (alpha - beta = 1)."""
+
+    alpha: float = 2.0
+    beta: float = 1.0
+    stabilizer: float = 1e-6
+    name = "alphabeta"
+
+    def __post_init__(self):
+        if self.alpha < 0 or self.beta < 0 or abs(self.alpha - self.beta - 1) > 1e-9:
+            raise ValueError(f"AlphaBeta needs alpha, beta >= 0 and alpha - beta = 1; got alpha={self.alpha}, beta={self.beta}.")
+
+    def forward(self, op, x, w, b):
+        y = op.forward(x, w, b)
+        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        xp, xn = x.clamp(min=0), x.clamp(max=0)
+        nonneg = _nonneg(x)
+        zp = op.forward(xp, wp, _pos(b))
+        zn = op.forward(xp, wn, _neg(b)) if self.beta else None
+        if not nonneg:
+            zp = zp + op.forward(xn, wn, None)
+            if zn is not None:
+                zn = zn + op.forward(xn, wp, None)
+        return y, (x, zp, zn, nonneg)
+
+    def backward(self, op, saved, w, b, r):
+        x, zp, zn, nonneg = saved
+        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        a = r / stabilize(zp, self.stabilizer)
+        xp = x if nonneg else x.clamp(min=0)
+        out = self.alpha * xp * op.vjp(a, wp, x)
+        if not nonneg:
+            out = out + self.alpha * x.clamp(max=0) * op.vjp(a, wn, x)
+        if zn is not None:
+            c = r / stabilize(zn, self.stabilizer)
+            out = out - self.beta * xp * op.vjp(c, wn, x)
+            if not nonneg:
+                out = out - self.beta * x.clamp(max=0) * op.vjp(c, wp, x)
+        return out
+
+
+@dataclass(frozen=True)
+class Gamma(Rule):
+    """Positive weights boosted by gamma: W + γW⁺ where the output is positive,
+    W + γW⁻ where it is negative (the generalised form that allows signed inputs)."""
+
+    gamma: float = 0.25
+    stabilizer: float = 1e-6
+    name = "gamma"
+
+    def _weights(self, w, b):
+        wp = w + self.gamma * w.clamp(min=0)
+        wn = w + self.gamma * w.clamp(max=0)
+        bp = None if b is None else b + self.gamma * b.clamp(min=0)
+        bn = None if b is None else b + self.gamma * b.clamp(max=0)
+        return wp, wn, bp, bn
+
+    def forward(self, op, x, w, b):
+        y = op.forward(x, w, b)
+        if _nonneg(x):
+            # W+γW⁺ and W+γW⁻ are both y plus a multiple of conv(x, W⁺): one extra map.
+            zplus = op.forward(x, w.clamp(min=0), _pos(b))
+            zpos = y + self.gamma * zplus
+            zneg = (1 + self.gamma) * y - self.gamma * zplus
+            den = torch.where(y > 0, zpos, torch.where(y < 0, zneg, torch.zeros_like(y)))
+            return y, (x, den, None, True)
+        wp, wn, bp, bn = self._weights(w, b)
+        xp, xn = x.clamp(min=0), x.clamp(max=0)
+        zpos = op.forward(xp, wp, bp) + op.forward(xn, wn, None)
+        zneg = op.forward(xp, wn, bn) + op.forward(xn, wp, None)
+        return y, (x, zpos, zneg, torch.sign(y))
+
+    def backward(self, op, saved, w, b, r):
+        x, first, second, flag = saved
+        wp, wn, _, _ = self._weights(w, b)
+        if flag is True:
+            den = first
+            zero = torch.zeros_like(r)
+            a = torch.where(den > 0, r / (den + self.stabilizer), zero)
+            c = torch.where(den < 0, r / (den - self.stabilizer), zero)
+            return x * (op.vjp(a, wp, x) + op.vjp(c, wn, x))
+        sign = flag
+        a = torch.where(sign > 0, r, torch.zeros_like(r)) / stabilize(first, self.stabilizer)
+        c = torch.where(sign < 0, r, torch.zeros_like(r)) / stabilize(second, self.stabilizer)
+        xp, xn = x.clamp(min=0), x.clamp(max=0)
+        return xp * (op.vjp(a, wp, x) + op.vjp(c, wn, x)) + xn * (op.vjp(a, wn, x) + op.vjp(c, wp, x))
+
+
+@dataclass(frozen=True)
+class Flat(Rule):
+    """Uniform over the receptive field: ignores both inputs and weights."""
+
+    stabilizer: float = 1e-6
+    name = "flat"
+
+    def forward(self, op, x, w, b):
+        return op.forward(x, w, b), (x,)
+
+    def backward(self, op, saved, w, b, r):
+        (x,) = saved
+        ones_w = torch.ones_like(w, dtype=r.dtype)
+        z = op.forward(torch.ones_like(x, dtype=r.dtype), ones_w, None)
+        return op.vjp(r / stabilize(z, self.stabilizer), ones_w, x)
+
+
+@dataclass(frozen=True)
+class WSquare(Rule):
+    """Shares by squared weights, ignoring the input values (for unbounded first layers)."""
+
+    stabilizer: float = 1e-6
+    name = "wsquare"
+
+    def forward(self, op, x, w, b):
+        return op.forward(x, w, b), (x,)
+
+    def backward(self, op, saved, w, b, r):
+        (x,) = saved
+        w2 = (w * w).to(r.dtype)
+        z = op.forward(torch.ones_like(x, dtype=r.dtype), w2, None if b is None else (b * b).to(r.dtype))
+        return op.vjp(r / stabilize(z, self.stabilizer), w2, x)
+
+
+@dataclass(frozen=True)
+class ZBox(Rule):
+    """For the input layer of a model whose input lies in a box [low, high]."""
+
+    low: object = None
+    high: object = None
+    stabilizer: float = 1e-6
+    name = "zbox"
+
+    def forward(self, op, x, w, b):
+        y = op.forward(x, w, b)
+        lo, hi = constant_like(self.low, x), constant_like(self.high, x)
+        z = op.forward(x, w, None) - op.forward(lo, w.clamp(min=0), None) - op.forward(hi, w.clamp(max=0), None)
+        return y, (x, z)
+
+    def backward(self, op, saved, w, b, r):
+        x, z = saved
+        g = r / stabilize(z, self.stabilizer)
+        lo, hi = constant_like(self.low, x), constant_like(self.high, x)
+        return x * op.vjp(g, w, x) - lo * op.vjp(g, w.clamp(min=0), x) - hi * op.vjp(g, w.clamp(max=0), x)
+
+
+@dataclass(frozen=True)
+class Pass(Rule):
+    """Relevance passes unchanged (only where input and output have the same shape)."""
+
+    name = "pass"
+    affine = False
+
+    def forward(self, op, x, w, b):
+        return op.forward(x, w, b), (x,)
+
+    def backward(self, op, saved, w, b, r):
+        (x,) = saved
+        if r.shape != x.shape:
+            raise ValueError("The 'pass' rule needs a layer whose input and output have the same shape.")
+        return r
+
+
+@dataclass(frozen=True)
+class Norm(Rule):
+    """Epsilon rule for parameter-free linear ops (sums, average pooling, interpolation)."""
+
+    stabilizer: float = 1e-6
+    name = "norm"
+    affine = False
+
+
+RULES: dict[str, type[Rule]] = {
+    cls.name: cls for cls in (Epsilon, ZPlus, AlphaBeta, Gamma, Flat, WSquare, ZBox, Pass, Norm)
+}
+ALIASES = {"alpha-beta": "alphabeta", "alpha_beta": "alphabeta", "z-plus": "zplus", "z+": "zplus",
+           "w-square": "wsquare", "w2": "wsquare", "z-box": "zbox", "identity": "pass"}
+
+# which keyword parameters each rule takes from the user's parameters (zennit's names)
+RULE_PARAMS: dict[str, tuple[str, ...]] = {
+    "epsilon": ("epsilon",),
+    "zplus": ("stabilizer",),
+    "alphabeta": ("alpha", "beta", "stabilizer"),
+    "gamma": ("gamma", "stabilizer"),
+    "flat": ("stabilizer",),
+    "wsquare": ("stabilizer",),
+    "zbox": ("low", "high", "stabilizer"),
+    "pass": (),
+    "norm": ("stabilizer",),
+}
+
+
+def make_rule(name: str, params: dict | None = None) -> Rule:
+    """Build a rule by name, taking the parameters it understands from ``params``."""
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in RULES:
+        raise ValueError(f"Unknown LRP rule {name!r}; choose one of {sorted(RULES)}.")
+    params = params or {}
+    kwargs = {p: params[p] for p in RULE_PARAMS[key] if p in params and params[p] is not None}
+    return RULES[key](**kwargs)
