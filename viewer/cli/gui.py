@@ -34,44 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    from viewer.ui.launch import run  # Qt is imported only once the arguments are valid
 
-    from PySide6 import QtCore
-
-    from viewer.session.session import Session
-    from viewer.ui.app import make_app
-    from viewer.ui.main_window import MainWindow
-    from viewer.ui.scripted import FirstOverlayTimer, Screenshotter
-
-    app = make_app()
-    session = Session()
-    window = MainWindow(session)
-    window.show()
-
-    def open_inputs() -> None:
-        if args.session:
-            window.files.open_session(args.session)
-        elif args.scan:
-            if window.files.open_scan(args.scan) and args.model:
-                window.files.open_model(args.model, trust=args.trust)
-            if args.mask and session.scan is not None:
-                window.files.open_mask(args.mask)
-        else:
-            if args.model or args.mask:
-                print("lrp-viewer: --model and --mask need a SCAN; opening the demo instead.", file=sys.stderr)
-            window.open_demo()
-
-    helpers = []
-    if args.benchmark_first_overlay:
-        helpers.append(FirstOverlayTimer(window, _START))
-    if args.screenshot or args.screenshot_comparison:
-        helpers.append(Screenshotter(window, args.screenshot, args.screenshot_comparison))
-    QtCore.QTimer.singleShot(0, open_inputs)
-    try:
-        rc = app.exec()
-    finally:
-        window.shutdown()
-        session.close()
-    return int(rc or 0) if not helpers else max((h.rc for h in helpers), default=0)
+    return run(args, _START)
 
 
 if __name__ == "__main__":  # pragma: no cover
