@@ -30,8 +30,32 @@ def test_bins_split_axis_zero() -> None:
     assert float(out[0, 0, 0, 0]) == 5.0 and float(out[0, 0, 1, 0]) == 0.0
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_fewer_downsamplings_keep_a_finer_grid(dims: int) -> None:
+    """Two of four blocks halve the grid: the last feature map is 1/4 of the input per axis."""
+    net = LesionSideNet(dims, channels=(2, 2, 2, 2), downsamplings=2).eval()
+    x = torch.rand((1, 1) + (32,) * dims)
+    assert net.features(x).shape == (1, 2) + (8,) * dims
+    assert [hasattr(b, "pool") for b in net.features] == [True, True, False, False]
+    assert LesionSideNet(dims, channels=(2, 2, 2, 2)).features(x).shape == (1, 2) + (4,) * dims  # default: 3
+
+
+def test_norm_none_is_bias_free_and_positively_homogeneous() -> None:
+    """Without BatchNorm the blocks hold no bias, so the features scale with the input."""
+    torch.manual_seed(0)
+    net = LesionSideNet(3, channels=(2, 3, 3, 4), downsamplings=2, norm="none", pooling="max").eval()
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in net.modules())
+    assert all(m.bias is None for m in net.features.modules() if isinstance(m, torch.nn.Conv3d))
+    x = torch.rand(2, 1, 16, 16, 16)
+    torch.testing.assert_close(net.features(3.0 * x), 3.0 * net.features(x))
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="spatial_dims must be 2 or 3"):
         LesionSideNet(1)
     with pytest.raises(ValueError, match="pooling must be 'avg' or 'max'"):
         LesionSideNet(3, pooling="median")
+    with pytest.raises(ValueError, match="norm must be 'batch' or 'none'"):
+        LesionSideNet(3, norm="layer")
+    with pytest.raises(ValueError, match="downsamplings must be between 0 and 3"):
+        LesionSideNet(3, downsamplings=4)

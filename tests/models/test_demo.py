@@ -17,11 +17,11 @@ from viewer.models.demo_cases import LABELS, Template, random_cases
 
 FRESH_SEED = 20261129
 N_FRESH = 45
-# Floors a little below what the shipped models measured (printed table; 2026-11-29 build):
-# best LRP preset mass accuracy 0.305 (epsilon-alpha2-beta1), best pointing game 0.767
-# (epsilon-gamma-box), Grad-CAM mass 0.007. The issue asked for >= 0.5 mass accuracy;
-# the shipped 3D model does not reach it (lesions are ~0.1 % of the volume).
-BEST_LRP_MASS_FLOOR = 0.25
+# Floors a little below what the shipped models measured (printed table; 2026-11-29 build,
+# lesions of radius 10-22 mm, two downsamplings): best LRP preset mass accuracy 0.452
+# (epsilon-alpha2-beta1), best pointing game 0.700 (epsilon), Grad-CAM mass 0.074.
+# The issue asked for >= 0.5 mass accuracy; the shipped 3D model does not reach it yet.
+BEST_LRP_MASS_FLOOR = 0.40
 BEST_LRP_POINTING_FLOOR = 0.6
 
 

@@ -23,19 +23,20 @@ _GMP = {2: nn.AdaptiveMaxPool2d, 3: nn.AdaptiveMaxPool3d}
 class ConvBlock(nn.Sequential):
     """conv (optionally strided) → BatchNorm → ReLU (→ 2× max-pool): the plainest block LRP must handle.
 
-    BatchNorm is kept on purpose so the LRP engine's folding of BN into the
-    preceding convolution is exercised by the demo.
+    With ``norm=True`` the BatchNorm exercises the LRP engine's folding of BN into the
+    preceding convolution. With ``norm=False`` the block is conv (no bias) → ReLU: a
+    bias-free block passes all relevance on to its input instead of absorbing part of
+    it in a (folded) bias, which keeps explanations conservative and on the evidence.
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, pool: bool, stride: int = 1
+        self, spatial_dims: int, in_channels: int, out_channels: int, pool: bool, stride: int = 1, norm: bool = True
     ) -> None:
         conv = _CONV[spatial_dims](in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False)
-        layers: list[tuple[str, nn.Module]] = [
-            ("conv", conv),
-            ("norm", _NORM[spatial_dims](out_channels)),
-            ("act", nn.ReLU()),
-        ]
+        layers: list[tuple[str, nn.Module]] = [("conv", conv)]
+        if norm:
+            layers.append(("norm", _NORM[spatial_dims](out_channels)))
+        layers.append(("act", nn.ReLU()))
         if pool:
             layers.append(("pool", _POOL[spatial_dims](2)))
         super().__init__(OrderedDict(layers))
@@ -66,6 +67,13 @@ class LesionSideNet(nn.Module):
     pooling
         "avg" or "max" for the final pooling; max answers "did a lesion detector fire
         anywhere in this half?", which a small lesion does not dilute.
+    downsamplings
+        How many of the blocks halve the grid (the first ones; at most one fewer than
+        there are blocks). Fewer keeps each final feature's receptive field, and so the
+        region its relevance spreads over, smaller.
+    norm
+        "batch" (BatchNorm after each convolution) or "none" (bias-free conv → ReLU
+        blocks; see :class:`ConvBlock`).
     """
 
     def __init__(
@@ -77,16 +85,23 @@ class LesionSideNet(nn.Module):
         side_bins: int = 2,
         pooling: str = "avg",
         stem_stride: int = 1,
+        downsamplings: int | None = None,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        if norm not in ("batch", "none"):
+            raise ValueError(f"norm must be 'batch' or 'none', got {norm!r}")
+        down = len(channels) - 1 if downsamplings is None else int(downsamplings)
+        if not 0 <= down < len(channels):
+            raise ValueError(f"downsamplings must be between 0 and {len(channels) - 1}, got {downsamplings}")
         blocks = []
         prev = in_channels
         for i, ch in enumerate(channels):
             stride = stem_stride if i == 0 else 1
-            pool = i < len(channels) - 1 and stride == 1
-            blocks.append(ConvBlock(spatial_dims, prev, int(ch), pool=pool, stride=stride))
+            pool = i < down and stride == 1
+            blocks.append(ConvBlock(spatial_dims, prev, int(ch), pool=pool, stride=stride, norm=norm == "batch"))
             prev = int(ch)
         self.features = nn.Sequential(*blocks)
         if pooling not in ("avg", "max"):

@@ -22,6 +22,12 @@ from viewer.io.scan import Scan
 LABELS = ("no lesion", "lesion left", "lesion right")
 SIDES = (None, "left", "right")  # index = class
 MIN_MIDLINE_MM = 12.0  # lesion centres keep this far from the midline so the side is unambiguous
+# Lesion radii: at 4 mm voxels a 10–22 mm lesion spans 5–11 voxels, large enough against the
+# network's receptive field that an explanation on the lesion is measurably on it.
+RADIUS_MM = (10.0, 22.0)
+# The mask covers the blob's visible extent: every voxel where the profile blends in at least
+# this fraction of the lesion (the soft edge is still plainly visible there).
+MASK_LEVEL = 0.2
 
 
 @dataclass(frozen=True)
@@ -75,9 +81,11 @@ def random_lesion(template: Template, rng: np.random.Generator, side: str) -> Le
     scan = template.scan
     ijk = np.argwhere(template.tissue)
     xyz = scan.voxel_to_world(ijk)
-    ok = xyz[:, 0] <= -MIN_MIDLINE_MM if side == "left" else xyz[:, 0] >= MIN_MIDLINE_MM
+    ok = xyz[:, 0] < 0 if side == "left" else xyz[:, 0] > 0
+    radius = float(rng.uniform(RADIUS_MM[0], RADIUS_MM[1]))
+    # large lesions keep their centre further from the midline so they stay in one hemisphere
+    ok &= np.abs(xyz[:, 0]) >= max(MIN_MIDLINE_MM, 0.8 * radius)
     center = xyz[ok][rng.integers(ok.sum())]
-    radius = float(rng.uniform(6.0, 15.0))
     value = float(rng.uniform(1.2, 1.45)) if rng.random() < 0.5 else float(rng.uniform(0.1, 0.3))
     strength = float(rng.uniform(0.7, 1.0))
     stretch = tuple(float(s) for s in rng.uniform(0.75, 1.3, size=3))
@@ -99,10 +107,10 @@ def make_case(
     data = base.data.astype(np.float64).copy()
     mask = np.zeros(base.shape, dtype=np.uint8)
     if lesion is not None:
-        profile, inside = _blob(base, lesion)
+        profile = _blob(base, lesion)
         weight = lesion.strength * profile
         data = data * (1.0 - weight) + lesion.value * weight
-        mask = (inside & (base.data > 0.05 * float(base.data.max()))).astype(np.uint8)
+        mask = ((profile >= MASK_LEVEL) & (base.data > 0.05 * float(base.data.max()))).astype(np.uint8)
     data *= rng.uniform(0.85, 1.15) * _bias_field(base.shape, rng)
     sigma = rng.uniform(0.01, 0.04) if noise is None else noise
     data += rng.normal(0.0, sigma * float(base.data.max()), size=data.shape)
@@ -130,8 +138,8 @@ def random_cases(template: Template, n: int, seed: int) -> list[tuple[Scan, np.n
     return out
 
 
-def _blob(scan: Scan, lesion: Lesion) -> tuple[np.ndarray, np.ndarray]:
-    """Soft-edged ellipsoid profile in [0, 1] and its hard inside (distance ≤ radius)."""
+def _blob(scan: Scan, lesion: Lesion) -> np.ndarray:
+    """Soft-edged ellipsoid profile in [0, 1] (0.5 at distance = radius)."""
     grids = np.meshgrid(*[np.arange(n) for n in scan.shape], indexing="ij")
     ijk = np.stack(grids, axis=-1).reshape(-1, 3)
     xyz = scan.voxel_to_world(ijk).reshape(*scan.shape, 3)
@@ -139,7 +147,7 @@ def _blob(scan: Scan, lesion: Lesion) -> tuple[np.ndarray, np.ndarray]:
     dist = np.sqrt((rel**2).sum(axis=-1))
     edge = 0.25 * lesion.radius_mm
     profile = 1.0 / (1.0 + np.exp((dist - lesion.radius_mm) / max(edge, 1e-3) * 2.0))
-    return profile, dist <= lesion.radius_mm
+    return profile
 
 
 def _bias_field(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
