@@ -126,7 +126,7 @@ class ComparisonPane(QtWidgets.QWidget):
             return box
 
         metrics = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
-        metrics.addWidget(titled("<b>Metrics</b> (mass accuracy, pointing: need a mask)", self.metrics_table))
+        metrics.addWidget(titled("<b>Metrics</b> (mass accuracy and pointing game against the mask)", self.metrics_table))
         metrics.addWidget(titled("<b>Rank correlation</b> (Spearman)", self.corr_table))
         metrics.addWidget(titled("<b>Perturbation</b> (most relevant first)", self.curves))
         metrics.setSizes([340, 230, 430])

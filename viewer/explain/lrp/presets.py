@@ -15,8 +15,8 @@ from viewer.explain.params import ParamSpec
 
 EPSILON = ParamSpec("epsilon", float, 1e-6, min=0.0, max=10.0, label="ε (dense layers)")
 GAMMA = ParamSpec("gamma", float, 0.25, min=0.0, max=10.0, label="γ (convolutions)")
-LOW = ParamSpec("low", float, None, label="Input lower bound (ZBox; default: model's input range)")
-HIGH = ParamSpec("high", float, None, label="Input upper bound (ZBox; default: model's input range)")
+LOW = ParamSpec("low", float, None, label="ZBox lower bound")
+HIGH = ParamSpec("high", float, None, label="ZBox upper bound")
 ALPHA = ParamSpec("alpha", float, 2.0, min=1.0, max=10.0, label="α (positive share)")
 BETA = ParamSpec("beta", float, 1.0, min=0.0, max=9.0, label="β (negative share, α − β = 1)")
 
