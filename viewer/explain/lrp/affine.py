@@ -9,6 +9,7 @@ of re-running the layer forward as hook-based implementations do.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -89,3 +90,33 @@ def constant_like(value, x: torch.Tensor) -> torch.Tensor:
     if t.ndim == 1 and t.numel() == x.shape[1] and x.ndim > 2:
         t = t.reshape(1, -1, *([1] * (x.ndim - 2)))
     return t.expand_as(x)
+
+
+# -- weights derived from a layer's weights (W + γW⁺, W⁺, ...), computed once per weight --
+_DERIVED: dict[int, tuple[weakref.ref, int, dict]] = {}
+
+
+def derived(w: torch.Tensor, key: tuple, make) -> torch.Tensor:
+    """``make()`` for weight ``w``, cached while ``w`` lives and is not modified.
+
+    Rules need modified copies of a layer's weights in the forward *and* the
+    backward of every call; the engine's prepared model copy keeps its weights, so
+    building them once saves a pass over all weights twice per layer and call.  The
+    entry is keyed by the tensor's identity and version (an in-place update makes a
+    new entry) and dropped when the weight is freed.
+    """
+    wid = id(w)
+    hit = _DERIVED.get(wid)
+    if hit is None or hit[0]() is not w or hit[1] != w._version:
+        try:
+            ref = weakref.ref(w, lambda _r, wid=wid: _DERIVED.pop(wid, None))
+        except TypeError:  # not weak-referenceable: no caching
+            return make()
+        hit = (ref, w._version, {})
+        _DERIVED[wid] = hit
+    table = hit[2]
+    if key not in table:
+        if len(table) >= 16:  # e.g. ZBox offsets for many input shapes
+            table.clear()
+        table[key] = make()
+    return table[key]
