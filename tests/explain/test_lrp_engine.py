@@ -175,3 +175,21 @@ def test_cancel_and_progress():
     p.cancel.set()
     with pytest.raises(Cancelled):
         lrp(_net(), _x(), progress=p)
+
+
+def test_absorbed_relevance_is_reported_per_case_of_a_batch() -> None:
+    """Batch command splits conservation figures per case: each row must match a single call."""
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(
+        torch.nn.Conv3d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool3d(2),
+        torch.nn.Conv3d(4, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool3d(1),
+        torch.nn.Flatten(), torch.nn.Linear(4, 3),
+    ).eval()
+    x = torch.rand(3, 1, 8, 8, 8)
+    batched = lrp(net, x, target=1, preset="epsilon-plus")
+    rows = batched.meta["absorbed_per_sample"]
+    singles = [lrp(net, x[i:i + 1], target=1, preset="epsilon-plus") for i in range(3)]
+    assert rows == pytest.approx([s.absorbed for s in singles], rel=1e-4, abs=1e-6)
+    assert sum(rows) == pytest.approx(batched.absorbed, rel=1e-6, abs=1e-9)
+    # a single input has nothing to split
+    assert "absorbed_per_sample" not in singles[0].meta

@@ -235,12 +235,15 @@ def lrp(
         progress.check()
         t = Target.resolve(spec, logits)
         seed = t.seed(out.detach()).to(out.dtype) * out.detach()
-        tracer.book.reset()
+        tracer.book.reset(batch=x.shape[0])
         (rel,) = torch.autograd.grad(out, xx, seed, retain_graph=i < len(targets) - 1)
         explained = float(seed.sum(dtype=torch.float64))
         input_sum = float(rel.sum(dtype=torch.float64))
         absorbed = tracer.book.total()
         m = dict(meta)
+        per_row = _absorbed_per_sample(tracer.book.per_row(), seed, rel)
+        if per_row is not None:
+            m["absorbed_per_sample"] = per_row
         if autocast is not None:
             m["precision"] = precision
             m["conservation_error"] = explained - input_sum - absorbed
@@ -251,3 +254,19 @@ def lrp(
         ))
         progress.step(2 + 2 * (i + 1) / len(targets), 4)
     return results if isinstance(target, list) else results[0]
+
+
+def _absorbed_per_sample(rows: list[float] | None, seed: torch.Tensor, rel: torch.Tensor) -> list[float] | None:
+    """The ledger's per-row figures, kept only if each row balances like the whole does.
+
+    A row's explained value must equal its input relevance plus its absorbed part up to
+    the same relative rounding as the total; a layout the ledger misread fails this.
+    """
+    if rows is None or len(rows) != seed.shape[0]:
+        return None
+    explained = seed.reshape(seed.shape[0], -1).sum(1, dtype=torch.float64)
+    inputs = rel.reshape(rel.shape[0], -1).sum(1, dtype=torch.float64)
+    error = (explained - inputs - torch.tensor(rows, dtype=torch.float64)).abs()
+    scale = explained.abs().clamp_min(1e-12) + inputs.abs() + torch.tensor(rows, dtype=torch.float64).abs()
+    tolerance = 1e-3 if rel.dtype in (torch.float16, torch.bfloat16) else 1e-4
+    return rows if bool((error <= tolerance * scale).all()) else None

@@ -22,27 +22,60 @@ Tensor = torch.Tensor
 
 
 class Book:
-    """Ledger of relevance absorbed on the way down (received minus passed on)."""
+    """Ledger of relevance absorbed on the way down (received minus passed on).
+
+    Besides the total it keeps one figure per batch row while every tensor it sees is
+    batch-major (leading dimension == ``batch``), so a batch of cases can report each
+    case's absorbed relevance; any other layout (e.g. attention heads folded into the
+    batch dimension) switches the per-row figures off rather than guessing.
+    """
 
     def __init__(self) -> None:
         self.parts: list[Tensor] = []
+        self.rows: list[Tensor] | None = []
+        self.batch = 0
 
-    def reset(self) -> None:
+    def reset(self, batch: int = 0) -> None:
         self.parts = []
+        self.rows = [] if batch > 1 else None
+        self.batch = batch
+
+    def _row_sums(self, t: Tensor) -> Tensor | None:
+        if self.rows is None or t.dim() == 0 or t.shape[0] != self.batch:
+            self.rows = None
+            return None
+        return t.reshape(self.batch, -1).sum(1, dtype=torch.float64)
 
     def absorb(self, received: Tensor, *passed: Tensor | None) -> None:
         # sums in the tensors' own dtype (pairwise, accurate) avoid a float64 copy per layer
         total = received.sum().double()
+        rows = self._row_sums(received)
         for p in passed:
             if p is not None:
                 total = total - p.sum().double()
+                if rows is not None:
+                    r = self._row_sums(p)
+                    rows = None if r is None else rows - r
         self.parts.append(total)
+        if rows is not None and self.rows is not None:
+            self.rows.append(rows)
 
     def absorb_constant(self, part: Tensor) -> None:
         self.parts.append(part.sum().double())
+        rows = self._row_sums(part)
+        if rows is not None and self.rows is not None:
+            self.rows.append(rows)
 
     def total(self) -> float:
         return float(torch.stack(self.parts).sum()) if self.parts else 0.0
+
+    def per_row(self) -> list[float] | None:
+        """Absorbed relevance per batch row, or None when it cannot be split."""
+        if self.rows is None:
+            return None
+        if not self.rows:
+            return [0.0] * self.batch
+        return [float(v) for v in torch.stack(self.rows).sum(0)]
 
 
 def _reduce_to(t: Tensor, shape: torch.Size) -> Tensor:
