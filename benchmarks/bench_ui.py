@@ -41,8 +41,6 @@ def _scroll(view, frames: int, paint) -> float:
 
 
 def bench_scrolling(frames: int = 300) -> list[tuple[str, float]]:
-    from PySide6 import QtWidgets
-
     from viewer.ui.app import make_app
     from viewer.ui.colorbar import overlay_lut
     from viewer.ui.views_grid import ViewsGrid
@@ -80,7 +78,7 @@ def bench_scrolling(frames: int = 300) -> list[tuple[str, float]]:
     rows.append(("3-view grid, Qt's own updates (processEvents)", _scroll(view, frames, app.processEvents)))
     grid.close()
     grid.deleteLater()
-    QtWidgets.QApplication.processEvents()
+    app.processEvents()
     return rows
 
 
