@@ -193,37 +193,34 @@ class Gamma(Rule):
 
 
 @dataclass(frozen=True)
-class Flat(Rule):
-    """Uniform over the receptive field: ignores both inputs and weights."""
-
-    stabilizer: float = 1e-6
-    name = "flat"
-
-    def forward(self, op, x, w, b):
-        return op.forward(x, w, b), (x,)
-
-    def backward(self, op, saved, w, b, r):
-        (x,) = saved
-        ones_w = torch.ones_like(w, dtype=r.dtype)
-        z = op.forward(torch.ones_like(x, dtype=r.dtype), ones_w, None)
-        return op.vjp(r / stabilize(z, self.stabilizer), ones_w, x)
-
-
-@dataclass(frozen=True)
 class WSquare(Rule):
     """Shares by squared weights, ignoring the input values (for unbounded first layers)."""
 
     stabilizer: float = 1e-6
     name = "wsquare"
 
+    def shares(self, w, b, dtype):
+        """The weights (and bias) that decide each input's share of the output's relevance."""
+        return (w * w).to(dtype), None if b is None else (b * b).to(dtype)
+
     def forward(self, op, x, w, b):
         return op.forward(x, w, b), (x,)
 
     def backward(self, op, saved, w, b, r):
         (x,) = saved
-        w2 = (w * w).to(r.dtype)
-        z = op.forward(torch.ones_like(x, dtype=r.dtype), w2, None if b is None else (b * b).to(r.dtype))
-        return op.vjp(r / stabilize(z, self.stabilizer), w2, x)
+        ws, bs = self.shares(w, b, r.dtype)
+        z = op.forward(torch.ones_like(x, dtype=r.dtype), ws, bs)
+        return op.vjp(r / stabilize(z, self.stabilizer), ws, x)
+
+
+@dataclass(frozen=True)
+class Flat(WSquare):
+    """Uniform over the receptive field: ignores both inputs and weights."""
+
+    name = "flat"
+
+    def shares(self, w, b, dtype):
+        return torch.ones_like(w, dtype=dtype), None
 
 
 @dataclass(frozen=True)
