@@ -164,9 +164,11 @@ def test_save_is_atomic_and_never_overwrites_unasked(tmp_path: Path) -> None:
     save_figure(path, scan, None, FigureOptions(width=200))
     with pytest.raises(ExportError, match="already exists"):
         save_figure(path, scan, None, FigureOptions(width=300))
-    assert Image.open(path).size[0] == 200
+    with Image.open(path) as img:
+        assert img.size[0] == 200
     save_figure(path, scan, None, FigureOptions(width=300), overwrite=True)
-    assert Image.open(path).size[0] == 300
+    with Image.open(path) as img:
+        assert img.size[0] == 300
     with pytest.raises(ExportError, match=".png"):
         save_figure(tmp_path / "figure.jpg", scan, None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["figure.png"]
