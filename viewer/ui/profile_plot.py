@@ -22,11 +22,12 @@ class ProfilePlot(pg.PlotWidget):
     sliceRequested = QtCore.Signal(int, int)  # axis, index
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
-        super().__init__(parent)
+        # No context menu, and never build one: creating pyqtgraph's ViewBoxMenu only to
+        # delete it again (setMenuEnabled(False)) crashed a long Qt test run in CI.
+        super().__init__(parent, enableMenu=False)
         self.setMinimumHeight(90)
         self.showGrid(x=True, y=True, alpha=0.2)
         self.setLabel("left", "Σ relevance")
-        self.setMenuEnabled(False)
         self.getPlotItem().addLegend(offset=(-6, 6), labelTextSize="8pt")
         self.positive = self.plot([], [], pen=pg.mkPen((230, 70, 60), width=2), name="positive",
                                   fillLevel=0, brush=(230, 70, 60, 60))
