@@ -89,7 +89,8 @@ class ZPlus(Rule):
         g = divide(r, z, self.stabilizer)
         if nonneg:
             return op.vjp(g, w.clamp(min=0), x).mul_(x)
-        return x.clamp(min=0) * op.vjp(g, w.clamp(min=0), x) + x.clamp(max=0) * op.vjp(g, w.clamp(max=0), x)
+        up, un = op.vjp_pair(g, derived(w, ("pos",), lambda: w.clamp(min=0)), derived(w, ("neg",), lambda: w.clamp(max=0)), x)
+        return up.mul_(x.clamp(min=0)).add_(un.mul_(x.clamp(max=0)))
 
 
 @dataclass(frozen=True)
@@ -265,14 +266,14 @@ class ZBox(Rule):
         g = r / stabilize(z, self.stabilizer)
         wpos = derived(w, ("pos",), lambda: w.clamp(min=0))
         wneg = derived(w, ("neg",), lambda: w.clamp(max=0))
+        # x·Wᵀg - l·W⁺ᵀg - h·W⁻ᵀg with Wᵀg = W⁺ᵀg + W⁻ᵀg: two transposed maps
+        a, c = op.vjp_pair(g, wpos, wneg, x)
         bounds = self._scalar_bounds()
         if bounds is not None:
-            # x·Wᵀg - l·W⁺ᵀg - h·W⁻ᵀg with Wᵀg = W⁺ᵀg + W⁻ᵀg: two transposed maps
             lo, hi = bounds
-            a, c = op.vjp(g, wpos, x), op.vjp(g, wneg, x)
             return a.mul_(x - lo).add_(c.mul_(x - hi))
         lo, hi = constant_like(self.low, x), constant_like(self.high, x)
-        return x * op.vjp(g, w, x) - lo * op.vjp(g, wpos, x) - hi * op.vjp(g, wneg, x)
+        return a.mul_(x - lo).add_(c.mul_(x - hi))
 
 
 @dataclass(frozen=True)

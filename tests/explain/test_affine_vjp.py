@@ -1,0 +1,50 @@
+"""The transposed maps the rules use: the depthwise / polyphase form for input layers
+must equal autograd's own (oneDNN) transposed convolution."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from viewer.explain.lrp.affine import AffineOp
+
+CASES = [
+    # nd, size, in channels, out channels, kernel, stride, padding
+    (3, 20, 1, 16, 7, 1, 3),  # MONAI resnet stem
+    (3, 20, 1, 16, 7, 2, 3),  # MONAI DenseNet stem
+    (3, 21, 2, 16, 3, 2, 1),
+    (2, 40, 1, 16, 5, 1, 2),
+    (2, 41, 3, 8, 3, 2, 0),  # RGB, odd size, no padding
+    (2, 33, 1, 8, 4, 1, 1),  # even kernel
+    (2, 33, 1, 8, 4, 3, 2),  # stride 3
+    (2, 30, 1, 8, 7, 2, 5),  # padding beyond half the kernel
+    (3, 19, 1, 8, (7, 3, 5), (2, 1, 3), (3, 1, 2)),  # anisotropic everything
+]
+
+
+@pytest.mark.parametrize("nd,size,cin,cout,kernel,stride,padding", CASES)
+def test_depthwise_transposed_map_equals_autograd(nd, size, cin, cout, kernel, stride, padding) -> None:
+    torch.manual_seed(0)
+    op = AffineOp.conv(nd, stride, padding, 1)
+    ks = kernel if isinstance(kernel, tuple) else (kernel,) * nd
+    x = torch.randn(2, cin, *([size] * nd))
+    w1, w2 = torch.randn(cout, cin, *ks), torch.randn(cout, cin, *ks)
+    g = torch.randn_like(op.forward(x, w1, None))
+    assert op._few_inputs(g, (w1, w2), x)
+    xx = x.clone().requires_grad_(True)
+    (want1,) = torch.autograd.grad(op.forward(xx, w1, None), xx, g)
+    (want2,) = torch.autograd.grad(op.forward(xx, w2, None), xx, g)
+    got1 = op.vjp(g, w1, x)
+    pair = op.vjp_pair(g, w1, w2, x)
+    for got, want in ((got1, want1), (pair[0], want1), (pair[1], want2)):
+        assert got.shape == want.shape and got.is_contiguous()
+        torch.testing.assert_close(got, want, rtol=0, atol=2e-5 * float(want.abs().max()))
+
+
+def test_many_channel_layers_and_float64_keep_autograd_path() -> None:
+    op = AffineOp.conv(3, 1, 1, 1)
+    x, w = torch.randn(1, 16, 8, 8, 8), torch.randn(16, 16, 3, 3, 3)
+    g = torch.randn_like(op.forward(x, w, None))
+    assert not op._few_inputs(g, (w,), x)
+    x1, w1 = torch.randn(1, 1, 8, 8, 8, dtype=torch.float64), torch.randn(16, 1, 3, 3, 3, dtype=torch.float64)
+    assert not op._few_inputs(torch.randn(1, 16, 8, 8, 8, dtype=torch.float64), (w1,), x1)
