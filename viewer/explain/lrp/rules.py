@@ -162,10 +162,12 @@ class Gamma(Rule):
         if _nonneg(x):
             # One extra map: z⁺ = x·(W+γW⁺); the x·(W+γW⁻) denominator follows from
             # y and z⁺ (both are y plus a multiple of x·W⁺): (2+γ)y - z⁺.
+            # Where y = 0 the rule passes nothing on: an infinite denominator says so
+            # without a separate mask (r / ∞ = 0).
             bp = None if b is None else b + self.gamma * b.clamp(min=0)
             zpos = op.forward(x, self._wp(w), bp)
-            zneg = y.mul(2 + self.gamma).sub_(zpos)
-            den = torch.where(y > 0, zpos, torch.where(y < 0, zneg, 0.0))
+            den = torch.where(y > 0, zpos, y.mul(2 + self.gamma).sub_(zpos))
+            den.masked_fill_(y == 0, float("inf"))
             return y, (x, den, None, True)
         wp, wn, bp, bn = self._weights(w, b)
         xp, xn = x.clamp(min=0), x.clamp(max=0)
@@ -179,12 +181,12 @@ class Gamma(Rule):
             # x ≥ 0: one transposed map per weight variant, and the W+γW⁻ one only
             # when some relevance arrives at negative outputs (often none does, e.g.
             # when a ReLU follows), which saves a third of the layer's cost.
-            den = first
-            out = op.vjp(torch.where(den > 0, r / (den + self.stabilizer), 0.0), self._wp(w), x)
-            neg = den < 0
-            if bool((neg & (r != 0)).any()):
-                out += op.vjp(torch.where(neg, r / (den - self.stabilizer), 0.0), self._wn(w), x)
-            return out.mul_(x)
+            s = divide(r, first, self.stabilizer)
+            neg = torch.where(first < 0, s, 0.0)
+            if not bool(neg.any()):
+                return op.vjp(s, self._wp(w), x).mul_(x)
+            out = op.vjp(s.sub_(neg), self._wp(w), x)
+            return out.add_(op.vjp(neg, self._wn(w), x)).mul_(x)
         wp, wn = self._wp(w), self._wn(w)
         sign = flag
         a = torch.where(sign > 0, r, torch.zeros_like(r)) / stabilize(first, self.stabilizer)
