@@ -50,6 +50,22 @@ def test_norm_none_is_bias_free_and_positively_homogeneous() -> None:
     torch.testing.assert_close(net.features(3.0 * x), 3.0 * net.features(x))
 
 
+@pytest.mark.parametrize("dims", [2, 3])
+def test_last_kernel_one_mixes_channels_per_location(dims: int) -> None:
+    """With last_kernel=1 the last block sees one location of the previous features: a
+    change far from a feature's location leaves it untouched, unlike with a 3-kernel."""
+    torch.manual_seed(0)
+    net1 = LesionSideNet(dims, channels=(4, 4, 4, 4), downsamplings=0, last_kernel=1).eval()
+    net3 = LesionSideNet(dims, channels=(4, 4, 4, 4), downsamplings=0).eval()
+    assert net1.features[3].conv.kernel_size == (1,) * dims and net3.features[3].conv.kernel_size == (3,) * dims
+    x = torch.rand((1, 1) + (12,) * dims)
+    y = x.clone()
+    y[:, :, 0] += 5.0  # the first plane: 3 blocks of 3-kernels reach 3 voxels away, 4 reach 4
+    probe = (slice(None), slice(None), 4)
+    assert torch.equal(net1.features(x)[probe], net1.features(y)[probe])
+    assert not torch.equal(net3.features(x)[probe], net3.features(y)[probe])
+
+
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="spatial_dims must be 2 or 3"):
         LesionSideNet(1)
@@ -59,3 +75,5 @@ def test_bad_arguments() -> None:
         LesionSideNet(3, norm="layer")
     with pytest.raises(ValueError, match="downsamplings must be between 0 and 3"):
         LesionSideNet(3, downsamplings=4)
+    with pytest.raises(ValueError, match="last_kernel must be a positive odd number"):
+        LesionSideNet(3, last_kernel=2)

@@ -18,10 +18,11 @@ from viewer.models.demo_cases import LABELS, Template, random_cases
 FRESH_SEED = 20261129
 N_FRESH = 45
 # Floors a little below what the shipped models measured (printed table; 2026-11-29 build,
-# lesions of radius 10-22 mm, two downsamplings): best LRP preset mass accuracy 0.452
-# (epsilon-alpha2-beta1), best pointing game 0.700 (epsilon), Grad-CAM mass 0.074.
-# The issue asked for >= 0.5 mass accuracy; the shipped 3D model does not reach it yet.
-BEST_LRP_MASS_FLOOR = 0.40
+# lesions of radius 10-22 mm, one downsampling): best LRP preset mass accuracy 0.513
+# (epsilon-plus; gamma-box and alpha2-beta1 0.502), best pointing game 0.667, Grad-CAM
+# mass 0.086. Bright lesions score about 0.7, dark ones about 0.2-0.3: rules that share
+# relevance in proportion to input values place a dark lesion's evidence on its bright rim.
+BEST_LRP_MASS_FLOOR = 0.50
 BEST_LRP_POINTING_FLOOR = 0.6
 
 

@@ -30,9 +30,18 @@ class ConvBlock(nn.Sequential):
     """
 
     def __init__(
-        self, spatial_dims: int, in_channels: int, out_channels: int, pool: bool, stride: int = 1, norm: bool = True
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        pool: bool,
+        stride: int = 1,
+        norm: bool = True,
+        kernel_size: int = 3,
     ) -> None:
-        conv = _CONV[spatial_dims](in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False)
+        conv = _CONV[spatial_dims](
+            in_channels, out_channels, kernel_size=kernel_size, stride=stride, padding=kernel_size // 2, bias=False
+        )
         layers: list[tuple[str, nn.Module]] = [("conv", conv)]
         if norm:
             layers.append(("norm", _NORM[spatial_dims](out_channels)))
@@ -74,6 +83,10 @@ class LesionSideNet(nn.Module):
     norm
         "batch" (BatchNorm after each convolution) or "none" (bias-free conv → ReLU
         blocks; see :class:`ConvBlock`).
+    last_kernel
+        Kernel size of the last block's convolution (odd). 1 makes the last block a
+        per-location mix of the previous features, which keeps the receptive field of
+        the pooled features, and so where their relevance can land, smaller.
     """
 
     def __init__(
@@ -87,8 +100,11 @@ class LesionSideNet(nn.Module):
         stem_stride: int = 1,
         downsamplings: int | None = None,
         norm: str = "batch",
+        last_kernel: int = 3,
     ) -> None:
         super().__init__()
+        if last_kernel < 1 or last_kernel % 2 == 0:
+            raise ValueError(f"last_kernel must be a positive odd number, got {last_kernel}")
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
         if norm not in ("batch", "none"):
@@ -101,7 +117,10 @@ class LesionSideNet(nn.Module):
         for i, ch in enumerate(channels):
             stride = stem_stride if i == 0 else 1
             pool = i < down and stride == 1
-            blocks.append(ConvBlock(spatial_dims, prev, int(ch), pool=pool, stride=stride, norm=norm == "batch"))
+            kernel = int(last_kernel) if i == len(channels) - 1 else 3
+            blocks.append(
+                ConvBlock(spatial_dims, prev, int(ch), pool=pool, stride=stride, norm=norm == "batch", kernel_size=kernel)
+            )
             prev = int(ch)
         self.features = nn.Sequential(*blocks)
         if pooling not in ("avg", "max"):
