@@ -40,6 +40,7 @@ def test_demo_lrp_presets_match_direct_engine_calls(demo) -> None:
         assert p is not None and p.labels == ("no lesion", "lesion left", "lesion right")
         assert p.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
         assert s.mask is not None and s.mask.shape == s.scan.shape and s.mask.any()
+        assert s.mask[tuple(int(round(v)) for v in s.cursor.ijk)], "the demo opens on its lesion"
         first = s.result(0)
         assert first.request.method == "lrp" and first.request.preset == s.model.preset and not first.preview
         s.set_panel_params(0, preset="epsilon-plus")

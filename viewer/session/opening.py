@@ -157,4 +157,7 @@ class OpeningMixin:
             ok = ok and self.open_model(paths.model3d if three_d else paths.model2d)
             if ok and paths.mask is not None:
                 ok = self.open_mask(paths.mask)
+            if ok and self.mask is not None and self.mask.any():
+                # open on the lesion, not on the volume's centre, so the evidence is in view
+                self.set_cursor(np.round(np.argwhere(self.mask).mean(axis=0)))
         return ok
