@@ -109,3 +109,78 @@ def test_rule_construction():
         AlphaBeta(alpha=2.0, beta=2.0)
     with pytest.raises(ValueError, match="Unknown LRP rule"):
         make_rule("magic")
+
+
+def test_relu_mark_is_trusted_only_while_the_tensor_is_unmodified() -> None:
+    """The tracer marks ReLU outputs as non-negative; an in-place change voids the mark."""
+    from viewer.explain.lrp.rules import _nonneg
+
+    t = torch.rand(4, 3) - 0.5
+    assert not _nonneg(t)
+    t = torch.relu(t)
+    t._lrp_nonneg = t._version
+    assert _nonneg(t)
+    t.sub_(1.0)
+    assert not _nonneg(t)
+
+
+def test_in_place_shift_after_relu_keeps_the_signed_zplus_path(monkeypatch) -> None:
+    """conv → ReLU → in-place −0.5 → conv: the second conv sees signed input; ZPlus must
+    take the signed-input path exactly as if no ReLU mark existed."""
+    from viewer.explain.lrp import lrp, rules
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Conv2d(1, 4, 3, padding=1, bias=False)
+            self.b = torch.nn.Conv2d(4, 2, 3, padding=1, bias=False)
+
+        def forward(self, x):
+            h = torch.relu(self.a(x))
+            h.sub_(0.5)
+            return self.b(h).sum(dim=(2, 3))
+
+    torch.manual_seed(0)
+    net = Net().double().eval()
+    x = torch.rand(1, 1, 6, 6, dtype=torch.float64)
+
+    def run():
+        return lrp(net, x, target=0, overrides={"b": "zplus", "a": "epsilon"}).relevance
+
+    got = run()
+    monkeypatch.setattr(rules, "_nonneg", lambda t: bool(t.min() >= 0))  # no marks at all
+    torch.testing.assert_close(got, run(), rtol=0, atol=0)
+    monkeypatch.setattr(rules, "_nonneg", lambda t: True)  # a wrongly trusted mark would differ
+    assert not torch.allclose(got, run())
+
+
+def test_in_place_method_statements_change_the_tensor_as_without_the_explainer() -> None:
+    """``h.sub_(c)`` / ``torch.relu_(h)`` / ``h.mul_(c)`` used as statements (result not
+    re-bound) on an activation must modify h for the rest of the forward, as plain
+    PyTorch does (on a convolution's own output they still return a new tensor: the
+    rule keeps that output for its backward)."""
+    from viewer.explain.lrp import lrp
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Conv2d(1, 4, 3, padding=1)
+            self.b = torch.nn.Conv2d(4, 2, 3, padding=1)
+
+        def forward(self, x):
+            h = torch.relu(self.a(x))
+            alias = h
+            h.sub_(0.5)
+            alias.mul_(2.0)
+            torch.relu_(h)
+            h += 0.25
+            return self.b(h).sum(dim=(2, 3))
+
+    torch.manual_seed(0)
+    net = Net().double().eval()
+    x = torch.rand(1, 1, 6, 6, dtype=torch.float64)
+    want = float(net(x)[0, 1])
+    for preset in ("epsilon", "epsilon-plus", "epsilon-gamma-box"):
+        r = lrp(net, x, target=1, preset=preset, low=0.0, high=1.0)
+        assert r.explained == pytest.approx(want, rel=1e-12), preset
+        assert r.explained == pytest.approx(float(r.relevance.sum()) + r.absorbed, rel=1e-9, abs=1e-12)

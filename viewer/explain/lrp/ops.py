@@ -181,6 +181,22 @@ class BiasFn(Function):
         return r_in, None, None, None, None
 
 
+class InplaceFn(Function):
+    """Writes an op's result into the op's first operand, as PyTorch's in-place
+    methods (``x.add_(c)``, ``x += y``, ``torch.relu_(x)``) do, so every reference to
+    that tensor sees the new values; relevance goes on to the result's own graph."""
+
+    @staticmethod
+    def forward(ctx, a, out):
+        a.copy_(out)
+        ctx.mark_dirty(a)
+        return a
+
+    @staticmethod
+    def backward(ctx, r):
+        return None, r
+
+
 class ScaleFn(Function):
     """``x · c`` or ``x / c`` with a constant c, and gating ``x · gate``: the gate or
     constant is a fixed factor, so relevance passes to x unchanged."""

@@ -34,7 +34,11 @@ def _neg(t: Tensor | None) -> Tensor | None:
 
 
 def _nonneg(x: Tensor) -> bool:
-    """One cheap reduction per layer decides whether the x⁻ terms can be skipped."""
+    """Whether the x⁻ terms can be skipped: known for a ReLU's unmodified output (the
+    tracer marks it with its version), otherwise one reduction over x."""
+    mark = getattr(x, "_lrp_nonneg", None)
+    if mark is not None and mark == x._version:
+        return True
     return bool(x.min() >= 0)
 
 

@@ -22,7 +22,7 @@ from torch.overrides import TorchFunctionMode
 from viewer.explain.lrp import attention
 from viewer.explain.lrp.affine import AffineOp
 from viewer.explain.lrp.ops import (
-    AffineFn, BiasFn, BilinearFn, Book, CatFn, GateFn, LinearNormFn, PassFn, ScaleFn, SumFn,
+    AffineFn, BiasFn, BilinearFn, Book, CatFn, GateFn, InplaceFn, LinearNormFn, PassFn, ScaleFn, SumFn,
 )
 
 Tensor = torch.Tensor
@@ -167,8 +167,11 @@ def _linear(tr, func, args, kwargs):
     return _affine(tr, x, w, b, AffineOp("linear"), "dense")
 
 
-def _elementwise(gate: bool = False, final: str | None = None, plain: Callable | None = None):
-    """Activations (ReLU, GELU, SiLU, ...) and normalisations: relevance passes."""
+def _elementwise(gate: bool = False, final: str | None = None, plain: Callable | None = None, nonneg: bool = False):
+    """Activations (ReLU, GELU, SiLU, ...) and normalisations: relevance passes.
+
+    ``nonneg``: the output is never negative (ReLU); the mark spares the next layer's
+    rule a pass over its input to find that out (see rules._nonneg)."""
     def handler(tr, func, args, kwargs):
         if not args or not _live(args[0]):
             return NotImplemented
@@ -176,6 +179,8 @@ def _elementwise(gate: bool = False, final: str | None = None, plain: Callable |
         rest = tuple(False if isinstance(a, bool) else a for a in args[1:])
         kw = {k: (False if k == "inplace" else v) for k, v in kwargs.items()}
         out = PassFn.apply(args[0], lambda t: fn0(t, *rest, **kw), tr.book)
+        if nonneg:
+            out._lrp_nonneg = out._version
         if gate:
             tr.mark_gate(out)
         if final:
@@ -217,6 +222,37 @@ def _add(sign: float, reverse: bool = False):
             return BiasFn.apply(b, c.to(b.dtype), s, tr.eps, tr.book)
         return NotImplemented
     return handler
+
+
+def _inplace(handler):
+    """The in-place form of ``handler``: the rule runs on a copy of the first operand
+    (its saved values must not change under it), and the result is written back into
+    the operand, so aliases of it see what they would see without the explainer."""
+    def wrapped(tr, func, args, kwargs):
+        a = args[0] if args else None
+        if not isinstance(a, Tensor) or not _live(a) or a.is_leaf or _saves_output(a):
+            # the rule that made ``a`` keeps it for its backward: writing into it would
+            # break that, so the result is a new tensor (correct for ``x = x.add_(c)``)
+            return handler(tr, func, args, kwargs)
+        out = handler(tr, func, (a.clone(),) + tuple(args[1:]), kwargs)
+        if out is NotImplemented or not isinstance(out, Tensor) or out.shape != a.shape or out.dtype != a.dtype:
+            return out
+        result = InplaceFn.apply(a, out)
+        mark = getattr(out, "_lrp_nonneg", None)
+        if mark is not None and mark == out._version:
+            result._lrp_nonneg = result._version
+        return result
+    return wrapped
+
+
+# Backward nodes of the functions above that keep their input but not their output.
+_KEEP_NO_OUTPUT = ("PassFnBackward", "ScaleFnBackward", "GateFnBackward", "CatFnBackward", "InplaceFnBackward",
+                   "CloneBackward0")
+
+
+def _saves_output(t: Tensor) -> bool:
+    fn = t.grad_fn
+    return fn is None or type(fn).__name__ not in _KEEP_NO_OUTPUT
 
 
 def _mul(tr, func, args, kwargs):
@@ -334,26 +370,36 @@ def _build() -> dict:
     put([torch.conv_transpose2d, F.conv_transpose2d], _conv_transpose(2))
     put([torch.conv_transpose3d, F.conv_transpose3d], _conv_transpose(3))
     put([F.linear], _linear)
-    put([F.relu, torch.relu, T.relu, F.relu6, F.leaky_relu, F.gelu, F.silu, F.elu, F.selu, F.celu, F.mish,
+    put([F.relu, torch.relu, T.relu, F.relu6], _elementwise(nonneg=True))
+    put([F.leaky_relu, F.gelu, F.silu, F.elu, F.selu, F.celu, F.mish,
          F.softplus, F.hardswish, F.hardtanh, F.prelu, torch.prelu, F.rrelu, F.tanhshrink, F.softsign,
          F.batch_norm, F.layer_norm, F.group_norm, F.instance_norm, g(F, "rms_norm", None), F.local_response_norm],
         _elementwise())
-    put([torch.relu_, T.relu_, F.relu_], _elementwise(plain=torch.relu))
-    put([F.leaky_relu_], _elementwise(plain=F.leaky_relu))
-    put([F.elu_], _elementwise(plain=F.elu))
+    put([torch.relu_, T.relu_, F.relu_], _inplace(_elementwise(plain=torch.relu, nonneg=True)))
+    put([F.leaky_relu_], _inplace(_elementwise(plain=F.leaky_relu)))
+    put([F.elu_], _inplace(_elementwise(plain=F.elu)))
     put([torch.tanh, T.tanh, F.tanh], _elementwise(gate=True))
     put([torch.sigmoid, T.sigmoid, F.sigmoid, F.hardsigmoid], _elementwise(gate=True, final="sigmoid"))
-    put([torch.sigmoid_, T.sigmoid_], _elementwise(gate=True, final="sigmoid", plain=torch.sigmoid))
+    put([torch.sigmoid_, T.sigmoid_], _inplace(_elementwise(gate=True, final="sigmoid", plain=torch.sigmoid)))
     put([F.log_softmax, torch.log_softmax, T.log_softmax], _elementwise(final="log_softmax"))
     put([F.softmax, torch.softmax, T.softmax], _softmax)
     put([F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
          F.adaptive_avg_pool3d, torch.mean, T.mean, torch.sum, T.sum, F.lp_pool2d], _linear_norm())
     put([F.interpolate, F.upsample], _linear_norm(_interp_linear))
-    put([torch.add, T.add, T.__add__, T.__radd__, T.__iadd__, T.add_], _add(1.0))
-    put([torch.sub, T.sub, T.__sub__, T.__isub__, T.sub_, g(torch, "subtract", None)], _add(-1.0))
+    put([torch.add, T.add, T.__add__, T.__radd__], _add(1.0))
+    # operator forms (x += y) rebind the name to the result: no write-back needed
+    put([T.__iadd__], _add(1.0))
+    put([T.add_], _inplace(_add(1.0)))
+    put([torch.sub, T.sub, T.__sub__, g(torch, "subtract", None)], _add(-1.0))
+    put([T.__isub__], _add(-1.0))
+    put([T.sub_], _inplace(_add(-1.0)))
     put([T.__rsub__, g(torch, "rsub", None)], _add(-1.0, reverse=True))
-    put([torch.mul, T.mul, T.__mul__, T.__rmul__, T.__imul__, T.mul_, g(torch, "multiply", None)], _mul)
-    put([torch.div, T.div, T.__truediv__, T.__itruediv__, T.div_, g(torch, "true_divide", None)], _div)
+    put([torch.mul, T.mul, T.__mul__, T.__rmul__, g(torch, "multiply", None)], _mul)
+    put([T.__imul__], _mul)
+    put([T.mul_], _inplace(_mul))
+    put([torch.div, T.div, T.__truediv__, g(torch, "true_divide", None)], _div)
+    put([T.__itruediv__], _div)
+    put([T.div_], _inplace(_div))
     put([torch.matmul, T.matmul, T.__matmul__, torch.bmm, T.bmm, torch.mm, T.mm], _bilinear(torch.matmul))
     put([torch.einsum], _einsum)
     put([torch.cat, g(torch, "concat", None), g(torch, "concatenate", None)], _cat)
