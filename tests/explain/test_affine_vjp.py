@@ -48,3 +48,26 @@ def test_many_channel_layers_and_float64_keep_autograd_path() -> None:
     assert not op._few_inputs(g, (w,), x)
     x1, w1 = torch.randn(1, 1, 8, 8, 8, dtype=torch.float64), torch.randn(16, 1, 3, 3, 3, dtype=torch.float64)
     assert not op._few_inputs(torch.randn(1, 16, 8, 8, 8, dtype=torch.float64), (w1,), x1)
+
+
+@pytest.mark.parametrize(
+    "cin,cout,kernel,stride,padding,dilation,groups",
+    [(16, 8, 3, 1, 1, 1, 1), (16, 8, 3, 2, 1, 1, 1), (16, 8, 1, 1, 0, 1, 1), (16, 8, 3, 1, 2, 2, 1),
+     (16, 8, 3, 1, 1, 1, 4), (8, 16, 5, 1, 0, 1, 1), (8, 16, (3, 1, 3), 1, (1, 0, 1), 1, 1)],
+)
+def test_onednn_3d_maps_equal_pytorch(cin, cout, kernel, stride, padding, dilation, groups) -> None:
+    """3D convolutions called through oneDNN directly (forward, and the stride-1
+    transposed map as a flipped-kernel convolution) equal F.conv3d and autograd."""
+    torch.manual_seed(0)
+    op = AffineOp.conv(3, stride, padding, dilation, groups)
+    ks = kernel if isinstance(kernel, tuple) else (kernel,) * 3
+    x = torch.randn(2, cin, 12, 12, 12)
+    w, b = torch.randn(cout, cin // groups, *ks), torch.randn(cout)
+    y = op.forward(x, w, b)
+    torch.testing.assert_close(y, torch.nn.functional.conv3d(x, w, b, stride, padding, dilation, groups))
+    g = torch.randn_like(y)
+    xx = x.clone().requires_grad_(True)
+    (want,) = torch.autograd.grad(torch.nn.functional.conv3d(xx, w, b, stride, padding, dilation, groups), xx, g)
+    got = op.vjp(g, w, x)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-5 * float(want.abs().max()))

@@ -53,6 +53,10 @@ class AffineOp:
         if self.kind == "linear":
             return F.linear(x, weight, bias)
         if self.kind == "conv":
+            if self._onednn(x, weight):
+                return torch.mkldnn_convolution(
+                    x, weight, bias, list(self.padding), list(self.stride), list(self.dilation), self.groups
+                )
             fn = (F.conv1d, F.conv2d, F.conv3d)[self.nd - 1]
             return fn(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
         fn = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[self.nd - 1]
@@ -64,7 +68,38 @@ class AffineOp:
             return g.matmul(weight.to(g.dtype))
         if self._few_inputs(g, (weight,), x):
             return self._vjp_depthwise(g, (weight,), x)[0]
+        if (
+            self.kind == "conv"
+            and self.groups == 1
+            and all(s == 1 for s in self.stride)
+            and all(d * (k - 1) >= p for d, k, p in zip(self.dilation, weight.shape[2:], self.padding))
+            and self._onednn(g.contiguous(), weight.to(g.dtype))
+        ):
+            # stride 1: the transposed map is a convolution with the flipped, transposed
+            # kernel, which oneDNN runs as fast as the forward
+            wt = derived(weight, ("flipT",), lambda: weight.flip(tuple(range(2, 2 + self.nd))).transpose(0, 1).contiguous())
+            pad = [d * (k - 1) - p for d, k, p in zip(self.dilation, weight.shape[2:], self.padding)]
+            out = torch.mkldnn_convolution(g.contiguous(), wt.to(g.dtype), None, pad, [1] * self.nd, list(self.dilation), 1)
+            if out.shape == x.shape:
+                return out
         return self._vjp(g, weight, x)
+
+    def _onednn(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
+        """A 3D convolution on the CPU that oneDNN can run.
+
+        PyTorch sends many small 3D convolutions to its vol2col + GEMM path instead
+        (128→32 channels, 3³ kernel at 12³ voxels: 21.7 ms against oneDNN's 3.5 ms on
+        2 cores; at 6³: 1.9 against 0.5 ms), which is most of DenseNet121's layers
+        at 96³. Where PyTorch already picks oneDNN, calling it directly costs the same.
+        """
+        return (
+            self.nd == 3
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and weight.dtype == torch.float32
+            and x.is_contiguous()
+            and _ONEDNN
+        )
 
     def vjp_pair(
         self, g: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, x: torch.Tensor
@@ -164,6 +199,9 @@ class AffineOp:
             self.kind == "conv_transpose", list(self.output_padding), self.groups, [True, False, False],
         )
         return grad_input
+
+
+_ONEDNN = hasattr(torch, "mkldnn_convolution") and torch.backends.mkldnn.is_available()
 
 
 def stabilize(z: torch.Tensor, eps: float) -> torch.Tensor:
