@@ -42,7 +42,7 @@ class OverlayPanel(QtWidgets.QWidget):
                 {"name": "threshold", "title": "Hide |R| below (fraction)", "type": "float", "value": 0.0,
                  "limits": (0.0, 0.99), "step": 0.05},
                 {"name": "sign", "title": "Show", "type": "list",
-                 "limits": {"positive and negative": "both", "positive only": "positive",
+                 "limits": {"both signs": "both", "positive only": "positive",
                             "negative only": "negative"}, "value": "both"},
             ]},
             {"name": "window", "title": "Window / level", "type": "group", "children": [
