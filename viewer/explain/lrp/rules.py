@@ -33,13 +33,31 @@ def _neg(t: Tensor | None) -> Tensor | None:
     return None if t is None else t.clamp(max=0)
 
 
+def _wpos(w: Tensor) -> Tensor:
+    """W⁺, cached per weight (see affine.derived)."""
+    return derived(w, ("pos",), lambda: w.clamp(min=0))
+
+
+def _wneg(w: Tensor) -> Tensor:
+    return derived(w, ("neg",), lambda: w.clamp(max=0))
+
+
+def mark_nonneg(t: Tensor) -> Tensor:
+    """Record that ``t`` holds no negative value (a ReLU output), valid until ``t`` is
+    modified in place (the mark carries the tensor's version)."""
+    t._lrp_nonneg = t._version
+    return t
+
+
+def marked_nonneg(t: Tensor) -> bool:
+    mark = getattr(t, "_lrp_nonneg", None)
+    return mark is not None and mark == t._version
+
+
 def _nonneg(x: Tensor) -> bool:
-    """Whether the x⁻ terms can be skipped: known for a ReLU's unmodified output (the
-    tracer marks it with its version), otherwise one reduction over x."""
-    mark = getattr(x, "_lrp_nonneg", None)
-    if mark is not None and mark == x._version:
-        return True
-    return bool(x.min() >= 0)
+    """Whether the x⁻ terms can be skipped: known for a marked ReLU output, otherwise
+    one reduction over x."""
+    return marked_nonneg(x) or bool(x.min() >= 0)
 
 
 @dataclass(frozen=True)
@@ -83,17 +101,17 @@ class ZPlus(Rule):
     def forward(self, op, x, w, b):
         y = op.forward(x, w, b)
         if _nonneg(x):
-            z = op.forward(x, w.clamp(min=0), _pos(b))
+            z = op.forward(x, _wpos(w), _pos(b))
             return y, (x, z, True)
-        z = op.forward(x.clamp(min=0), w.clamp(min=0), _pos(b)) + op.forward(x.clamp(max=0), w.clamp(max=0), None)
+        z = op.forward(x.clamp(min=0), _wpos(w), _pos(b)) + op.forward(x.clamp(max=0), _wneg(w), None)
         return y, (x, z, False)
 
     def backward(self, op, saved, w, b, r):
         x, z, nonneg = saved
         g = divide(r, z, self.stabilizer)
         if nonneg:
-            return op.vjp(g, w.clamp(min=0), x).mul_(x)
-        up, un = op.vjp_pair(g, derived(w, ("pos",), lambda: w.clamp(min=0)), derived(w, ("neg",), lambda: w.clamp(max=0)), x)
+            return op.vjp(g, _wpos(w), x).mul_(x)
+        up, un = op.vjp_pair(g, _wpos(w), _wneg(w), x)
         return up.mul_(x.clamp(min=0)).add_(un.mul_(x.clamp(max=0)))
 
 
@@ -270,15 +288,10 @@ class ZBox(Rule):
     def backward(self, op, saved, w, b, r):
         x, z = saved
         g = r / stabilize(z, self.stabilizer)
-        wpos = derived(w, ("pos",), lambda: w.clamp(min=0))
-        wneg = derived(w, ("neg",), lambda: w.clamp(max=0))
         # x·Wᵀg - l·W⁺ᵀg - h·W⁻ᵀg with Wᵀg = W⁺ᵀg + W⁻ᵀg: two transposed maps
-        a, c = op.vjp_pair(g, wpos, wneg, x)
+        a, c = op.vjp_pair(g, _wpos(w), _wneg(w), x)
         bounds = self._scalar_bounds()
-        if bounds is not None:
-            lo, hi = bounds
-            return a.mul_(x - lo).add_(c.mul_(x - hi))
-        lo, hi = constant_like(self.low, x), constant_like(self.high, x)
+        lo, hi = bounds if bounds is not None else (constant_like(self.low, x), constant_like(self.high, x))
         return a.mul_(x - lo).add_(c.mul_(x - hi))
 
 

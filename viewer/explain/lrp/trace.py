@@ -21,6 +21,7 @@ from torch.overrides import TorchFunctionMode
 
 from viewer.explain.lrp import attention
 from viewer.explain.lrp.affine import AffineOp
+from viewer.explain.lrp.rules import mark_nonneg, marked_nonneg
 from viewer.explain.lrp.ops import (
     AffineFn, BiasFn, BilinearFn, Book, CatFn, GateFn, InplaceFn, LinearNormFn, PassFn, ScaleFn, SumFn,
 )
@@ -180,7 +181,7 @@ def _elementwise(gate: bool = False, final: str | None = None, plain: Callable |
         kw = {k: (False if k == "inplace" else v) for k, v in kwargs.items()}
         out = PassFn.apply(args[0], lambda t: fn0(t, *rest, **kw), tr.book)
         if nonneg:
-            out._lrp_nonneg = out._version
+            mark_nonneg(out)
         if gate:
             tr.mark_gate(out)
         if final:
@@ -238,10 +239,7 @@ def _inplace(handler):
         if out is NotImplemented or not isinstance(out, Tensor) or out.shape != a.shape or out.dtype != a.dtype:
             return out
         result = InplaceFn.apply(a, out)
-        mark = getattr(out, "_lrp_nonneg", None)
-        if mark is not None and mark == out._version:
-            result._lrp_nonneg = result._version
-        return result
+        return mark_nonneg(result) if marked_nonneg(out) else result
     return wrapped
 
 
@@ -386,19 +384,15 @@ def _build() -> dict:
     put([F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
          F.adaptive_avg_pool3d, torch.mean, T.mean, torch.sum, T.sum, F.lp_pool2d], _linear_norm())
     put([F.interpolate, F.upsample], _linear_norm(_interp_linear))
-    put([torch.add, T.add, T.__add__, T.__radd__], _add(1.0))
-    # operator forms (x += y) rebind the name to the result: no write-back needed
-    put([T.__iadd__], _add(1.0))
+    # operator forms (x += y) rebind the name to the result; method forms write back
+    put([torch.add, T.add, T.__add__, T.__radd__, T.__iadd__], _add(1.0))
     put([T.add_], _inplace(_add(1.0)))
-    put([torch.sub, T.sub, T.__sub__, g(torch, "subtract", None)], _add(-1.0))
-    put([T.__isub__], _add(-1.0))
+    put([torch.sub, T.sub, T.__sub__, T.__isub__, g(torch, "subtract", None)], _add(-1.0))
     put([T.sub_], _inplace(_add(-1.0)))
     put([T.__rsub__, g(torch, "rsub", None)], _add(-1.0, reverse=True))
-    put([torch.mul, T.mul, T.__mul__, T.__rmul__, g(torch, "multiply", None)], _mul)
-    put([T.__imul__], _mul)
+    put([torch.mul, T.mul, T.__mul__, T.__rmul__, T.__imul__, g(torch, "multiply", None)], _mul)
     put([T.mul_], _inplace(_mul))
-    put([torch.div, T.div, T.__truediv__, g(torch, "true_divide", None)], _div)
-    put([T.__itruediv__], _div)
+    put([torch.div, T.div, T.__truediv__, T.__itruediv__, g(torch, "true_divide", None)], _div)
     put([T.div_], _inplace(_div))
     put([torch.matmul, T.matmul, T.__matmul__, torch.bmm, T.bmm, torch.mm, T.mm], _bilinear(torch.matmul))
     put([torch.einsum], _einsum)
