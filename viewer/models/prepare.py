@@ -21,12 +21,22 @@ import torch.nn.functional as F
 from viewer.io.scan import Scan
 from viewer.models.card import InputSpec, Normalization
 from viewer.models.errors import ModelLoadError
+from viewer.models.input_fit import InputFit, check_input, count_nonfinite, out_of_range
 
 SLICE_AXIS = 2  # axial slices in RAS order
 
 
 def normalize(data: np.ndarray, norm: Normalization) -> np.ndarray:
     """Apply the card's intensity normalisation to the whole scan (statistics over all voxels)."""
+    out = _normalize_unclipped(data, norm)
+    if norm.clip and norm.method in ("window", "minmax"):
+        np.clip(out, 0.0, 1.0, out=out)
+    return out
+
+
+def _normalize_unclipped(data: np.ndarray, norm: Normalization) -> np.ndarray:
+    """:func:`normalize` before its final clip (float32, NaN/Inf replaced by 0), so the share
+    of clipped voxels can be measured without normalising twice."""
     data = np.asarray(data, dtype=np.float32)
     finite = np.isfinite(data)
     if not finite.all():
@@ -44,10 +54,7 @@ def normalize(data: np.ndarray, norm: Normalization) -> np.ndarray:
         mean = norm.mean if norm.mean is not None else float(data.mean())
         std = norm.std if norm.std is not None else float(data.std())
         out = (data - mean) / std if std > 0 else data - mean
-        return out.astype(np.float32)
-    if norm.clip:
-        out = np.clip(out, 0.0, 1.0)
-    return out.astype(np.float32)
+    return np.asarray(out, dtype=np.float32)
 
 
 @dataclass
@@ -64,6 +71,8 @@ class ToScan:
     spatial_dims: int
     slice_axis: int | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+    fit: InputFit | None = None
 
     def __call__(self, values: torch.Tensor | np.ndarray) -> np.ndarray:
         values = getattr(values, "relevance", values)  # accept a Relevance result as well
@@ -104,7 +113,12 @@ def prepare_scan(scan: Scan, spec: InputSpec) -> tuple[torch.Tensor, ToScan]:
         )
     if spec.spatial_dims == 3 and min(scan.shape) < 2:
         raise ModelLoadError(f"This 3D model needs a volume, got shape {scan.shape}.")
-    data = torch.from_numpy(normalize(scan.data, spec.normalize))
+    nonfinite = count_nonfinite(scan.data)
+    values = _normalize_unclipped(scan.data, spec.normalize)
+    above, below = out_of_range(values, spec)
+    if spec.normalize.clip and spec.normalize.method in ("window", "minmax"):
+        np.clip(values, 0.0, 1.0, out=values)  # a new array for these methods, never the scan's
+    data = torch.from_numpy(values)
     spacing = scan.spacing
     notes: list[str] = []
     if spec.spatial_dims == 3:
@@ -126,6 +140,10 @@ def prepare_scan(scan: Scan, spec: InputSpec) -> tuple[torch.Tensor, ToScan]:
             f"resampled {'×'.join(map(str, scan.shape[:len(target)]))} → {'×'.join(map(str, target))} "
             "(linear interpolation; maps are interpolated back onto the scan grid)"
         )
+    geometric = not getattr(scan, "planar", False)
+    fit = check_input(above, below, values.size, float(x.min()), float(x.max()), spec, nonfinite,
+                      spacing if geometric else None, scan.affine if geometric else None)
+    to_scan.fit, to_scan.warnings = fit, fit.warnings
     return x.contiguous(), to_scan
 
 
