@@ -157,10 +157,10 @@ class ComparisonMixin:
         if kind == "metrics":
             with self._lock:
                 self._metrics_key = None
-            self._report("Metrics failed", message)
+            self._report_once("Metrics failed", message)
         elif kind == "perturbation":
             self._emit_index(self.busy, pid, False)
-            self._report("Perturbation curve failed", message)
+            self._report_once("Perturbation curve failed", message)
 
 
 def finite_or_none(value: float | None) -> float | None:

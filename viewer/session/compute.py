@@ -33,14 +33,22 @@ class ModelContext:
         self.scan_token, self.model_token = scan_token, model_token
         self._lock = threading.Lock()
         self._prepared: tuple[torch.Tensor, Callable[[Any], np.ndarray]] | None = None
+        self._prepare_error: Exception | None = None
         self._modules: dict[tuple[str, str], torch.nn.Module] = {}
         self._inputs: dict[tuple[str, str], torch.Tensor] = {}
 
     def prepared(self) -> tuple[torch.Tensor, Callable[[Any], np.ndarray]]:
-        """``(x, to_scan)`` from ``LoadedModel.prepare`` (computed once)."""
+        """``(x, to_scan)`` from ``LoadedModel.prepare`` (computed once; a failure too, so
+        the prediction and every panel fail with the same error without preparing again)."""
         with self._lock:
+            if self._prepare_error is not None:
+                raise self._prepare_error
             if self._prepared is None:
-                self._prepared = self.model.prepare(self.scan)
+                try:
+                    self._prepared = self.model.prepare(self.scan)
+                except Exception as exc:
+                    self._prepare_error = exc
+                    raise
             return self._prepared
 
     def module_and_input(self, device: str, precision: str) -> tuple[torch.nn.Module, torch.Tensor]:
@@ -79,7 +87,12 @@ def predict(ctx: ModelContext, request: PredictRequest) -> Prediction:
             out = module(x)
             probs = torch.softmax(out.float(), dim=1) if out.shape[1] > 1 else torch.sigmoid(out.float())
     labels = list(getattr(ctx.model, "labels", []) or [])
-    return Prediction.from_probabilities(probs, labels, getattr(ctx.model, "task", "classification"))
+    _, to_scan = ctx.prepared()
+    fit = getattr(to_scan, "fit", None)
+    return dataclasses.replace(
+        Prediction.from_probabilities(probs, labels, getattr(ctx.model, "task", "classification")),
+        warnings=tuple(getattr(to_scan, "warnings", ()) or ()), notes=tuple(getattr(to_scan, "notes", ()) or ()),
+        input_values=None if fit is None else tuple(fit.value_range))
 
 
 def resolve_target(ctx: ModelContext, target: Any, mask: np.ndarray | None, module: Any, x: torch.Tensor) -> Any:

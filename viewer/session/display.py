@@ -146,14 +146,21 @@ class ViewSettings(_Settings):
     """Conventions shared by all slice views.
 
     ``radiological=True`` draws the patient's right on the screen's left, as radiologists
-    read images; False is the neurological convention.
+    read images; False is the neurological convention. ``crosshair_gap`` leaves the
+    crosshair's centre open so it never hides the voxel it points at; ``link_zoom`` gives
+    the three views one scale (millimetres per screen pixel) when one of them is zoomed.
     """
 
     radiological: bool = True
     layout: str = "grid"
     show_crosshair: bool = True
     mask_outline: bool = True
+    crosshair_gap: bool = True
+    link_zoom: bool = False
+    mask_opacity: float = 1.0
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}.")
+        if not 0.0 <= float(self.mask_opacity) <= 1.0:
+            raise ValueError(f"mask_opacity must be in [0, 1], got {self.mask_opacity}.")

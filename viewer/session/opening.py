@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from viewer.session.cursor import Cursor
 from viewer.session.display import DEFAULT_PRESET, WindowLevel
+from viewer.session.panels import with_method
 
 
 class MaskShapeError(ValueError):
@@ -48,25 +49,57 @@ class OpeningMixin:
         self.window, self.window_preset = WindowLevel.for_scan(scan), DEFAULT_PRESET
         if self.mask is not None:  # a mask annotates one scan; never carry it over to another
             self._set_mask(None, None)
+        self._clear_maps()
         self._rebuild_context()
         self.scan_changed.emit()
         self.cursor_changed.emit(self.cursor.ijk)
         self.window_changed.emit(self.window)
         self.refresh()
 
-    def open_model(self, path: str | os.PathLike, trust: bool = False) -> bool:
-        """Load a model (model card .toml, safetensors, TorchScript, ...); True on success."""
-        from viewer.models import ModelLoadError, load_model
+    # Asked when a model would run code from its file: ``(model path, what would run) -> trust?``.
+    # None (headless use, the batch) refuses; the app sets a confirmation dialog.
+    trust_prompt: Callable[[str, str], bool] | None = None
 
+    @property
+    def case_name(self) -> str:
+        """The open scan's name as the window title and export file names show it: the file
+        name without its image suffix, or the DICOM folder's name ("" without a scan)."""
+        if self.scan is None:
+            return ""
+        name = Path(self.scan_path or getattr(self.scan, "path", None) or "scan").name
+        for suffix in (".nii.gz", ".nii", ".mgz", ".mgh", ".hdr", ".img", ".dcm", ".png", ".jpg", ".jpeg",
+                       ".tif", ".tiff", ".bmp"):
+            if name.lower().endswith(suffix) and len(name) > len(suffix):
+                return name[: -len(suffix)]
+        return name
+
+    def open_model(self, path: str | os.PathLike, trust: bool = False) -> bool:
+        """Load a model (model card .toml, bundle folder, TorchScript, ...); True on success.
+
+        A model that needs trust is loaded only when ``trust`` is given or
+        :attr:`trust_prompt` says yes — the same decision for File → Open model, the
+        command line and models named by session files.
+        """
+        from viewer.models import ModelLoadError, load_model
+        from viewer.models.errors import UntrustedModelError
+
+        shown = str(Path(path).absolute())
         try:
-            model = load_model(path, trust=trust)
+            try:
+                model = load_model(path, trust=trust)
+            except UntrustedModelError as exc:
+                prompt = self.trust_prompt
+                if trust or prompt is None or not prompt(shown, str(exc)):
+                    self._report("Model not opened: it needs your trust", f"{shown}\n\n{exc}")
+                    return False
+                model = load_model(path, trust=True)
         except ModelLoadError as exc:
             self._report("Cannot open model", str(exc))
             return False
         except Exception as exc:  # noqa: BLE001
             self._report("Cannot open model", f"{Path(path).name}: {type(exc).__name__}: {exc}")
             return False
-        self.set_model(model, path=str(Path(path).absolute()))
+        self.set_model(model, path=shown)
         self.recent.add(path, "model")
         return True
 
@@ -80,7 +113,7 @@ class OpeningMixin:
             structured = getattr(model, "structured", True)
             for i, panel in enumerate(self._panel_states):
                 if not structured and panel.method in ("lrp", "gradcam", "gradcampp"):
-                    self._panel_states[i] = panel.with_(method="saliency", params={})
+                    self._panel_states[i] = with_method(panel, "saliency", {})
                 elif panel.method in ("lrp", "gradcam", "gradcampp"):
                     self._panel_states[i] = panel.with_(params=self.default_params(panel.method))
         if self.target is not None and not keep_panels:

@@ -15,6 +15,23 @@ from typing import Any, Mapping
 from viewer.session.display import OverlaySettings
 
 MAX_PANELS = 4
+# Grad-CAM's maps are meant to be read positive-only (the original method applies a ReLU);
+# the negative rim that upsampling leaves around the evidence misleads more than it tells.
+POSITIVE_ONLY_METHODS = ("gradcam", "gradcampp")
+
+
+def default_sign(method: str) -> str:
+    """Which sign of a method's map is shown until the user chooses otherwise."""
+    return "positive" if method in POSITIVE_ONLY_METHODS else "both"
+
+
+def with_method(state: "PanelState", method: str, params: Mapping[str, Any]) -> "PanelState":
+    """``state`` switched to another method; the shown sign follows the method's default
+    unless the user had changed it from the old method's default."""
+    overlay = state.overlay
+    if method != state.method and overlay.sign == default_sign(state.method):
+        overlay = overlay.with_(sign=default_sign(method))
+    return state.with_(method=method, params=dict(params), overlay=overlay)
 
 
 @dataclass(frozen=True)

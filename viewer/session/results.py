@@ -72,13 +72,20 @@ class Prediction:
     """Class probabilities of the current scan, with the model's labels.
 
     For a segmentation model the probabilities are the mean over voxels; for a 2D
-    model run slice by slice, the mean over slices.
+    model run slice by slice, the mean over slices. ``warnings`` say why the input may
+    not fit the model (clipped intensities, NaNs, a constant image, ...; see
+    :mod:`viewer.models.input_fit`) and belong next to the probabilities wherever they
+    are shown; ``notes`` say how the scan was adapted (resampled, run per slice);
+    ``input_values`` is the prepared input's (min, max).
     """
 
     probabilities: np.ndarray
     labels: tuple[str, ...]
     predicted: int
     task: str = "classification"
+    warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    input_values: tuple[float, float] | None = None
 
     def top(self, k: int = 5) -> list[tuple[str, float]]:
         order = np.argsort(-self.probabilities)[:k]

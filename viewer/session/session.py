@@ -17,9 +17,12 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from viewer.session import compute
+from viewer.session import compute, scan_info
 from viewer.session.cursor import Cursor
 from viewer.session.display import DEFAULT_PRESET, ViewSettings, WindowLevel
+from viewer.session.failures import FailuresMixin
+from viewer.session.histogram import Histogram, intensity_histogram
+from viewer.session.layers import LayersMixin
 from viewer.session.comparison import ComparisonMixin
 from viewer.session.jobs import JobRunner
 from viewer.session.opening import OpeningMixin
@@ -37,11 +40,11 @@ log = logging.getLogger(__name__)
 SIGNAL_NAMES = (
     "scan_changed", "model_changed", "mask_changed", "cursor_changed", "window_changed", "view_changed",
     "panels_changed", "display_changed", "settings_changed", "prediction_changed", "result_ready", "progress",
-    "busy", "metrics_changed", "perturbation_ready", "error", "recent_files_changed",
+    "busy", "metrics_changed", "perturbation_ready", "error", "recent_files_changed", "layers_changed",
 )
 
 
-class Session(OpeningMixin, SettingsMixin, ComparisonMixin, StateMixin):
+class Session(OpeningMixin, SettingsMixin, ComparisonMixin, StateMixin, FailuresMixin, LayersMixin):
     """Headless state of one viewer window (see /work/notes/SESSION_API.md).
 
     Parameters
@@ -108,7 +111,10 @@ class Session(OpeningMixin, SettingsMixin, ComparisonMixin, StateMixin):
         self._defer = 0
         self._dirty = False
         self._collector: tuple[threading.Thread, list[str]] | None = None
+        self._histogram: tuple[str, Histogram] | None = None
         self._init_comparison()
+        self._init_failures()
+        self._init_layers()
 
     # -- panels -------------------------------------------------------------------------
     @property
@@ -148,6 +154,24 @@ class Session(OpeningMixin, SettingsMixin, ComparisonMixin, StateMixin):
         result = self.result(i)
         return None if result is None else relevance_profile(result.on_scan, axis)
 
+    # -- about the scan (for the notes bar, the scan-info and window dialogs) ----------------
+    def scan_notes(self) -> list[str]:
+        """The loader's notes about the open scan (inferred geometry, resampling, ...)."""
+        return [] if self.scan is None else scan_info.notes(self.scan)
+
+    def scan_description(self) -> list[tuple[str, str]]:
+        """``(label, value)`` rows about the open scan; never patient fields."""
+        return [] if self.scan is None else scan_info.scan_rows(self.scan, self.scan_path)
+
+    def scan_histogram(self) -> Histogram | None:
+        """Intensity histogram of the open scan (computed once per scan)."""
+        if self.scan is None:
+            return None
+        token = self._scan_token
+        if self._histogram is None or self._histogram[0] != token:
+            self._histogram = (token, intensity_histogram(self.scan.data))
+        return self._histogram[1]
+
     # -- scheduling ---------------------------------------------------------------------
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -182,6 +206,7 @@ class Session(OpeningMixin, SettingsMixin, ComparisonMixin, StateMixin):
             self._preview_requests.clear()
             self.prediction = None
             self._predict_request = None
+        self._forget_failures()
         self._clear_metrics()
         if self.scan is not None and self.model is not None:
             self._ctx = compute.ModelContext(self.scan, self.model, self._scan_token, self._model_token)
@@ -200,6 +225,7 @@ class Session(OpeningMixin, SettingsMixin, ComparisonMixin, StateMixin):
                 return
             self._predict_request = req
             self.prediction = None
+            self.prediction_error = None
         self._runner.submit("predict", ("predict", req), lambda _p: compute.predict(ctx, req))
 
     def _request_for(self, pid: int) -> ExplainRequest | None:
@@ -229,6 +255,7 @@ class Session(OpeningMixin, SettingsMixin, ComparisonMixin, StateMixin):
                 return
             self._requests[pid] = req
             self._results.pop(pid, None)
+            self._errors.pop(pid, None)
         fn, mask = self._explain, self.mask
         key = ("explain", req)
         structured = getattr(self.model, "structured", True)
@@ -284,27 +311,6 @@ class Session(OpeningMixin, SettingsMixin, ComparisonMixin, StateMixin):
         else:
             self._comparison_result(slot, key, result)
 
-    def _on_error(self, slot: Any, key: Any, exc: BaseException) -> None:
-        message = str(exc) or type(exc).__name__
-        if slot == "predict":
-            with self._lock:
-                if key[1] != self._predict_request:
-                    return
-            self._report("Prediction failed", message)
-            return
-        kind, pid = slot if isinstance(slot, tuple) else (slot, None)
-        if kind == "explain":
-            with self._lock:
-                if key[1] != self._requests.get(pid):
-                    return
-                self._requests.pop(pid, None)  # a later identical request may try again
-            self._emit_index(self.busy, pid, False)
-            self._report("Explanation failed", f"{key[1].method}: {message}")
-        elif kind == "preview":
-            log.info("Grad-CAM preview failed: %s", message)  # LRP still follows
-        else:
-            self._comparison_error(kind, pid, message)
-
     def _on_cancelled(self, slot: Any, key: Any) -> None:
         if isinstance(slot, tuple) and slot[0] in ("explain", "perturbation"):
             self._emit_index(self.busy, slot[1], False)
@@ -320,14 +326,6 @@ class Session(OpeningMixin, SettingsMixin, ComparisonMixin, StateMixin):
 
     def _recent_changed(self) -> None:
         self.recent_files_changed.emit()
-
-    def _report(self, title: str, message: str) -> None:
-        """Emit ``error``, unless :meth:`restore` is collecting problems on this thread."""
-        collector = self._collector
-        if collector is not None and collector[0] is threading.current_thread():
-            collector[1].append(f"{title}: {message}")
-            return
-        self.error.emit(title, message)
 
     # -- control ------------------------------------------------------------------------
     def cancel(self, i: int) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from viewer.session.cursor import Cursor
-from viewer.session.display import DEFAULT_PRESET, WindowLevel, window_for_preset, window_presets
-from viewer.session.panels import MAX_PANELS, PanelState
+from viewer.session.display import DEFAULT_PRESET, OverlaySettings, WindowLevel, window_for_preset, window_presets
+from viewer.session.panels import MAX_PANELS, PanelState, default_sign, with_method
 from viewer.session.requests import DEVICES, PRECISIONS, available_devices, normalise_target
 
 
@@ -75,10 +75,18 @@ class SettingsMixin:
                              f"{getattr(self.model, 'unavailable_reason', '') or 'its layers are hidden'}.")
 
     def set_panel_method(self, i: int, method: str, **params: Any) -> None:
-        """Switch panel ``i`` to ``method`` (parameters start from the defaults) and re-explain."""
+        """Switch panel ``i`` to ``method`` (parameters start from the defaults) and re-explain.
+
+        For LRP with ``preset=`` the defaults are that preset's (ZBox bounds from the
+        model's input range included), not the model's recommended preset's. The shown
+        sign follows the method (Grad-CAM positive-only) unless the user changed it.
+        """
         self._check_method(method)
-        merged = {**self.default_params(method), **params}
-        self._replace_panel(i, self._panel_states[i].with_(method=method, params=merged))
+        defaults = self.default_params(method)
+        if method == "lrp" and params.get("preset"):
+            defaults = self._preset_defaults(params["preset"])
+        merged = {**defaults, **params}
+        self._replace_panel(i, with_method(self._panel_states[i], method, merged))
 
     def set_panel_params(self, i: int, **params: Any) -> None:
         """Change some parameters of panel ``i`` (for LRP ``preset=`` too) and re-explain.
@@ -123,7 +131,10 @@ class SettingsMixin:
         if len(self._panel_states) >= MAX_PANELS:
             raise ValueError(f"At most {MAX_PANELS} panels can be compared; remove one first.")
         self._check_method(method)
-        state = PanelState(method, {**self.default_params(method), **params})
+        defaults = self.default_params(method)
+        if method == "lrp" and params.get("preset"):
+            defaults = self._preset_defaults(params["preset"])
+        state = PanelState(method, {**defaults, **params}, OverlaySettings(sign=default_sign(method)))
         pid = next(self._panel_counter)
         with self._lock:
             self._panel_states.append(state)
@@ -131,6 +142,18 @@ class SettingsMixin:
         self.panels_changed.emit()
         self._submit_panel(pid)
         return len(self._panel_ids) - 1
+
+    def comparison_choice(self) -> tuple[str, dict[str, Any]] | None:
+        """``(method, params)`` for the panel that opening the comparison adds beside panel 0:
+        Grad-CAM beside LRP, LRP (the model's preset) beside anything else, so the two
+        panels never show the same method. None when no other method is available."""
+        main = self._panel_states[0]
+        available = [name for name, _label, ok, _why in self.available_methods() if ok]
+        preferred = ["gradcam", "lrp"] if main.method == "lrp" else ["lrp", "gradcam"]
+        for method in [*preferred, "integrated_gradients", "saliency", *available]:
+            if method in available and method != main.method:
+                return method, self.default_params(method)
+        return None
 
     def remove_panel(self, i: int) -> None:
         """Remove comparison panel ``i`` (the main panel 0 stays)."""
@@ -142,7 +165,7 @@ class SettingsMixin:
         with self._lock:
             del self._panel_states[i]
             del self._panel_ids[i]
-            for d in (self._results, self._requests, self._preview_requests):
+            for d in (self._results, self._requests, self._preview_requests, self._errors):
                 d.pop(pid, None)
         self._forget_panel(pid)
         self.panels_changed.emit()
@@ -209,6 +232,16 @@ class SettingsMixin:
         if overlay != panel.overlay:
             self._panel_states[i] = panel.with_(overlay=overlay)
             self.display_changed.emit(i)
+
+    def display_overlay(self, i: int) -> Any:
+        """How panel ``i`` is drawn right now: its overlay settings, except that a Grad-CAM
+        preview standing in for a slower method is shown with Grad-CAM's own default sign."""
+        overlay = self._panel_states[i].overlay
+        result = self.result(i)
+        if (result is not None and result.preview and result.method != self._panel_states[i].method
+                and overlay.sign == default_sign(self._panel_states[i].method)):
+            overlay = overlay.with_(sign=default_sign(result.method))
+        return overlay
 
     def window_presets(self) -> list[str]:
         return window_presets(getattr(self.scan, "modality", "")) if self.scan is not None else [DEFAULT_PRESET]
