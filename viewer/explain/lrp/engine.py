@@ -140,6 +140,127 @@ def _resolve_params(preset: Preset, params: Mapping[str, Any], x: torch.Tensor) 
     return out
 
 
+@dataclass
+class Traced:
+    """One forward pass under the LRP tracer, kept open for several backward passes.
+
+    ``lrp()`` runs one backward per target from it; conditional relevance and
+    attribution graphs (``viewer.explain.graph``) run many, masked at the outputs of
+    the modules named in ``taps``. ``output`` is the explained output (the logits
+    when the model ends in a softmax) and carries the relevance graph, ``input`` is
+    the leaf that receives relevance, ``taps`` maps each tapped module name to its
+    output in this pass (the first tensor of a tuple output; the last call when a
+    module runs more than once, ``tap_calls`` says how often it ran) and ``tap_order``
+    lists them in the order their forward finished. Reset ``book`` before each
+    backward and keep the graph with ``retain_graph=True`` until the last.
+    """
+
+    output: torch.Tensor
+    input: torch.Tensor
+    raw: Any
+    book: Any
+    preset: Preset
+    params: dict[str, Any]
+    meta: dict[str, Any]
+    autocast: Any = None
+    taps: dict[str, torch.Tensor] = field(default_factory=dict)
+    tap_calls: dict[str, int] = field(default_factory=dict)
+    tap_order: list[str] = field(default_factory=list)
+
+
+def trace(
+    model: nn.Module,
+    x: torch.Tensor,
+    preset: str = "epsilon-plus",
+    progress: Progress | None = None,
+    overrides: Mapping | None = None,
+    precision: str = "float32",
+    taps: Sequence[str] = (),
+    **params: Any,
+) -> Traced:
+    """The forward half of :func:`lrp`: one pass of the prepared model copy under the
+    tracer, with the outputs of the modules named in ``taps`` recorded (see
+    :class:`Traced`). Parameters as for :func:`lrp`."""
+    progress = progress or Progress()
+    progress.check()
+    chosen = get_preset(preset)
+    values = _resolve_params(chosen, params, x)
+    prepared = _prepare(model, x)
+    progress.step(1, 4)
+
+    chooser = _Chooser(chosen, values, overrides)
+    tracer = Tracer(chooser, values["stabilizer"], values["epsilon"], prepared.stack)
+    xx = x.detach().clone().requires_grad_(True)
+    autocast = None
+    if precision in ("bfloat16", "float16"):
+        autocast = torch.autocast(device_type=x.device.type, dtype=getattr(torch, precision))
+    elif precision != "float32":
+        raise ValueError(f"precision must be 'float32', 'bfloat16' or 'float16', not {precision!r}.")
+    tapped: dict[str, torch.Tensor] = {}
+    calls: dict[str, int] = {}
+    order: list[str] = []
+    with prepared.lock, torch.enable_grad():
+        handles = _install_taps(prepared.model, taps, tapped, calls, order)
+        prepared.stack.clear()
+        try:
+            if autocast is not None:
+                with autocast, tracer:
+                    raw = prepared.model(xx)
+            else:
+                with tracer:
+                    raw = prepared.model(xx)
+        finally:
+            prepared.stack.clear()
+            for h in handles:
+                h.remove()
+    meta: dict[str, Any] = {}
+    out = raw
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+        meta["output_note"] = "the model returned a tuple; its first element was explained"
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"LRP needs a model that returns a tensor (or a tuple starting with one); got {type(raw)}.")
+    if id(out) in tracer.final_of:
+        inner, _, kind = tracer.final_of[id(out)]
+        out = inner
+        meta["output_note"] = f"the model ends in {kind}; its input (the logits) was explained"
+    progress.step(2, 4)
+    if not out.requires_grad:
+        raise ValueError("The model output does not depend on the input through differentiable operations; "
+                         "LRP cannot explain it.")
+    if tracer.unhandled:
+        meta["unhandled_ops"] = dict(tracer.unhandled)
+        warnings.warn(f"LRP: operations without an LRP rule on the relevance path: {tracer.unhandled}; "
+                      "their gradient was used, so the map is approximate.", stacklevel=3)
+    meta["folded_batchnorms"] = list(prepared.folded)
+    meta["layers"] = list(tracer.layers)
+    return Traced(out, xx, raw, tracer.book, chosen, values, meta, autocast, tapped, calls, order)
+
+
+def _install_taps(model: nn.Module, names: Sequence[str], tapped: dict, calls: dict, order: list) -> list:
+    """Forward hooks that record the output of each named module (removed by the caller)."""
+    if not names:
+        return []
+    modules = dict(model.named_modules())
+    missing = [n for n in names if n not in modules]
+    if missing:
+        raise ValueError(f"The model has no module named {missing[0]!r}.")
+
+    def hook(name):
+        def record(module, args, output):
+            if isinstance(output, (tuple, list)):
+                output = next((o for o in output if isinstance(o, torch.Tensor)), None)
+            if isinstance(output, torch.Tensor):
+                tapped[name] = output
+                calls[name] = calls.get(name, 0) + 1
+                if name in order:
+                    order.remove(name)
+                order.append(name)
+        return record
+
+    return [modules[n].register_forward_hook(hook(n)) for n in dict.fromkeys(names)]
+
+
 def lrp(
     model: nn.Module,
     x: torch.Tensor,
@@ -180,54 +301,9 @@ def lrp(
     relevance path that no rule covers (the result is then only approximate).
     """
     progress = progress or Progress()
-    progress.check()
-    chosen = get_preset(preset)
-    values = _resolve_params(chosen, params, x)
-    prepared = _prepare(model, x)
-    progress.step(1, 4)
-
-    chooser = _Chooser(chosen, values, overrides)
-    tracer = Tracer(chooser, values["stabilizer"], values["epsilon"], prepared.stack)
-    xx = x.detach().clone().requires_grad_(True)
-    autocast = None
-    if precision in ("bfloat16", "float16"):
-        autocast = torch.autocast(device_type=x.device.type, dtype=getattr(torch, precision))
-    elif precision != "float32":
-        raise ValueError(f"precision must be 'float32', 'bfloat16' or 'float16', not {precision!r}.")
-    with prepared.lock, torch.enable_grad():
-        prepared.stack.clear()
-        try:
-            if autocast is not None:
-                with autocast, tracer:
-                    raw = prepared.model(xx)
-            else:
-                with tracer:
-                    raw = prepared.model(xx)
-        finally:
-            prepared.stack.clear()
-    meta: dict[str, Any] = {}
-    out = raw
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-        meta["output_note"] = "the model returned a tuple; its first element was explained"
-    if not isinstance(out, torch.Tensor):
-        raise ValueError(f"LRP needs a model that returns a tensor (or a tuple starting with one); got {type(raw)}.")
-    if id(out) in tracer.final_of:
-        inner, _, kind = tracer.final_of[id(out)]
-        out = inner
-        meta["output_note"] = f"the model ends in {kind}; its input (the logits) was explained"
-    progress.step(2, 4)
-
+    traced = trace(model, x, preset, progress, overrides, precision, **params)
+    out, xx, meta, values, chosen = traced.output, traced.input, traced.meta, traced.params, traced.preset
     targets = list(target) if isinstance(target, list) else [target]
-    if not out.requires_grad:
-        raise ValueError("The model output does not depend on the input through differentiable operations; "
-                         "LRP cannot explain it.")
-    if tracer.unhandled:
-        meta["unhandled_ops"] = dict(tracer.unhandled)
-        warnings.warn(f"LRP: operations without an LRP rule on the relevance path: {tracer.unhandled}; "
-                      "their gradient was used, so the map is approximate.", stacklevel=2)
-    meta["folded_batchnorms"] = list(prepared.folded)
-    meta["layers"] = list(tracer.layers)
 
     logits = out.detach().float()
     results = []
@@ -235,16 +311,16 @@ def lrp(
         progress.check()
         t = Target.resolve(spec, logits)
         seed = t.seed(out.detach()).to(out.dtype) * out.detach()
-        tracer.book.reset(batch=x.shape[0])
+        traced.book.reset(batch=x.shape[0])
         (rel,) = torch.autograd.grad(out, xx, seed, retain_graph=i < len(targets) - 1)
         explained = float(seed.sum(dtype=torch.float64))
         input_sum = float(rel.sum(dtype=torch.float64))
-        absorbed = tracer.book.total()
+        absorbed = traced.book.total()
         m = dict(meta)
-        per_row = _absorbed_per_sample(tracer.book.per_row(), seed, rel)
+        per_row = _absorbed_per_sample(traced.book.per_row(), seed, rel)
         if per_row is not None:
             m["absorbed_per_sample"] = per_row
-        if autocast is not None:
+        if traced.autocast is not None:
             m["precision"] = precision
             m["conservation_error"] = explained - input_sum - absorbed
         results.append(Relevance(
