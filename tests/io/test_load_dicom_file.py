@@ -212,7 +212,8 @@ def test_objects_without_pixels_say_what_they_are(name, kind):
         load_scan(dicom_file(name))
 
 
-@pytest.mark.parametrize("name", ["MR_truncated.dcm", "emri_small_jpeg_2k_lossless_too_short.dcm", "JPEG-lossy.dcm"])
+# JPEG-lossy.dcm is not here: GDCM decodes it (tests/io/test_dicom_codecs.py)
+@pytest.mark.parametrize("name", ["MR_truncated.dcm", "emri_small_jpeg_2k_lossless_too_short.dcm"])
 def test_damaged_files(name):
     with pytest.raises(CorruptFileError):
         load_scan(dicom_file(name))

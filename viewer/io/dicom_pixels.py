@@ -22,20 +22,22 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.pixels import pixel_array as decode_pixels
 from pydicom.pixels.decoders.base import get_decoder
 
+from viewer.io import dicom_codecs
 from viewer.io.dicom_meta import transfer_syntax
 from viewer.io.errors import CorruptFileError, MissingDecoderError
 
 # ITU-R BT.601 luma weights: what "grey" means for a colour medical image.
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
-# Which pip packages give pydicom a decoder for each compression family.
+# Which pip packages give pydicom a decoder for each compression family (all permissively
+# licensed: see viewer/io/dicom_codecs.py).
 _PACKAGES = {
-    "1.2.840.10008.1.2.4.50": "pylibjpeg pylibjpeg-libjpeg",  # JPEG baseline
-    "1.2.840.10008.1.2.4.51": "pylibjpeg pylibjpeg-libjpeg",  # JPEG extended
-    "1.2.840.10008.1.2.4.57": "pylibjpeg pylibjpeg-libjpeg",  # JPEG lossless
-    "1.2.840.10008.1.2.4.70": "pylibjpeg pylibjpeg-libjpeg",  # JPEG lossless SV1
-    "1.2.840.10008.1.2.4.80": "pylibjpeg pylibjpeg-libjpeg",  # JPEG-LS lossless
-    "1.2.840.10008.1.2.4.81": "pylibjpeg pylibjpeg-libjpeg",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.50": "python-gdcm",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": "python-gdcm",  # JPEG extended (12 bit through dicom_codecs)
+    "1.2.840.10008.1.2.4.57": "python-gdcm",  # JPEG lossless
+    "1.2.840.10008.1.2.4.70": "python-gdcm",  # JPEG lossless SV1
+    "1.2.840.10008.1.2.4.80": "pyjpegls",  # JPEG-LS lossless
+    "1.2.840.10008.1.2.4.81": "pyjpegls",  # JPEG-LS near-lossless
     "1.2.840.10008.1.2.4.90": "pylibjpeg pylibjpeg-openjpeg",  # JPEG 2000 lossless
     "1.2.840.10008.1.2.4.91": "pylibjpeg pylibjpeg-openjpeg",  # JPEG 2000
     "1.2.840.10008.1.2.4.201": "pylibjpeg pylibjpeg-openjpeg",  # HTJ2K
@@ -43,6 +45,8 @@ _PACKAGES = {
     "1.2.840.10008.1.2.4.203": "pylibjpeg pylibjpeg-openjpeg",
     "1.2.840.10008.1.2.5": "pylibjpeg pylibjpeg-rle",  # RLE (pydicom also has its own)
 }
+
+dicom_codecs.register()
 
 
 def ensure_transfer_syntax(ds: Dataset) -> None:
