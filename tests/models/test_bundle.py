@@ -77,7 +77,7 @@ def test_bundle_with_refs_loads_and_reads_metadata(tmp_path: Path) -> None:
 
 def test_expressions_need_trust(tmp_path: Path) -> None:
     folder, net = _bundle(tmp_path / "b", _inference(classes="$1 + 2"))
-    with pytest.raises(UntrustedModelError, match=r"would run code from the bundle's config \(\$ expressions"):
+    with pytest.raises(UntrustedModelError, match=r"would run code from the bundle's config \(its network_def uses \$ expressions"):
         load_model(folder)
     m = load_model(folder, trust=True)
     x = torch.rand(1, 1, 16, 16, 16)

@@ -2,9 +2,13 @@
 
 The network comes from the config's ``network_def``: a ``_target_`` (a MONAI network
 name or an import path) with literal keyword arguments, where a value may be an
-``@ref`` to another config key. ``$`` expressions are Python code, so a bundle that
-needs them is refused unless trusted; with trust, MONAI's own ``ConfigParser``
-evaluates the definition. Labels and the input specification come from
+``@ref`` to another config key. Every ``_target_`` met on the way, nested ones
+included, follows the rule of :mod:`viewer.models.safety` (an allow-listed network
+class). ``$`` expressions are Python code and ``%`` macros pull in other files, so a
+bundle that needs either is refused unless trusted; with trust, MONAI's own
+``ConfigParser`` evaluates the definition. YAML configs are read with ``safe_load``,
+which refuses the tags that construct Python objects. A TorchScript ``models/model.ts``
+needs trust like any TorchScript file. Labels and the input specification come from
 ``metadata.json`` (``network_data_format``); intensity scaling is read from the first
 ``ScaleIntensityRange(d)`` / ``NormalizeIntensity(d)`` / ``ScaleIntensity(d)`` transform
 found in the config, otherwise min–max to [0, 1] (with a warning).
@@ -12,16 +16,19 @@ found in the config, otherwise min–max to [0, 1] (with a warning).
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from viewer.models.assemble import finish
 from viewer.models.card import InputSpec, ModelCard, Normalization
 from viewer.models.errors import ModelLoadError, UntrustedModelError
-from viewer.models.safety import resolve_architecture, untrusted_message
+from viewer.models.installed import import_installed
+from viewer.models.loaded import LoadedModel
+from viewer.models.safety import call_factory, check_arguments, resolve_architecture, untrusted_message
+from viewer.models.torch_file import is_torchscript, jit_load
 from viewer.models.weights import apply_state_dict, read_state_dict
 
 _MONAI_HOMES = ("monai.networks.nets", "monai.networks.blocks", "monai.networks.layers", "torch.nn")
@@ -29,9 +36,7 @@ _WEIGHT_NAMES = ("model.safetensors", "model.pt", "model.pth", "model.ts")
 _SPECIAL = ("_target_", "_desc_", "_requires_", "_disabled_", "_mode_")
 
 
-def load_bundle(folder: Path, trust: bool):  # -> LoadedModel (import kept local to avoid a cycle)
-    from viewer.models.load import _finish, _jit_load, is_torchscript
-
+def load_bundle(folder: Path, trust: bool) -> LoadedModel:
     configs = folder / "configs"
     if not (configs / "metadata.json").is_file():
         raise ModelLoadError(
@@ -46,15 +51,15 @@ def load_bundle(folder: Path, trust: bool):  # -> LoadedModel (import kept local
     warnings: list[str] = []
     card = _card(folder, metadata, config, weights, warnings)
     if is_torchscript(weights):
-        return _finish(_jit_load(weights), card, "torchscript", warnings, structured=False)
+        return finish(jit_load(weights, trust), card, "torchscript", warnings, structured=False)
     if "network_def" not in config:
         raise ModelLoadError(f"Bundle {folder.name}: the inference config has no 'network_def'.")
     module = _network(config, configs, trust)
     state = read_state_dict(weights, trust)
     if isinstance(state, nn.Module):
-        return _finish(state, card, "pickle", warnings + [f"{weights.name} is a pickled full module"])
+        return finish(state, card, "pickle", warnings + [f"{weights.name} is a pickled full module"])
     apply_state_dict(module, state, f"{folder.name}/models/{weights.name}")
-    return _finish(module, card, "bundle", warnings)
+    return finish(module, card, "bundle", warnings)
 
 
 def _read_json(path: Path) -> dict:
@@ -92,7 +97,9 @@ def _network(config: dict, configs: Path, trust: bool) -> nn.Module:
     if _uses_expressions(config["network_def"], config, set()):
         if not trust:
             raise UntrustedModelError(
-                untrusted_message("this bundle's network", "the bundle's config ($ expressions are Python code)")
+                untrusted_message("this bundle's network", "the bundle's config",
+                                  "its network_def uses $ expressions, which are Python code, or % macros, "
+                                  "which pull definitions from other files")
             )
         from monai.bundle import ConfigParser
 
@@ -107,7 +114,7 @@ def _network(config: dict, configs: Path, trust: bool) -> nn.Module:
 
 def _uses_expressions(value: Any, config: dict, seen: set[str]) -> bool:
     if isinstance(value, str):
-        if value.startswith("$"):
+        if value.startswith(("$", "%")):
             return True
         if value.startswith("@"):
             key = value[1:]
@@ -163,7 +170,7 @@ class _Resolver:
                 return args
             if value.get("_mode_", "default") != "default" or "_requires_" in value:
                 raise ModelLoadError(f"{where}: '_mode_' and '_requires_' are not supported in a network definition.")
-            return self._call(self._target(str(value["_target_"])), args)
+            return self._call(self._target(str(value["_target_"])), args, where)
         return value
 
     def _target(self, name: str) -> str:
@@ -171,23 +178,21 @@ class _Resolver:
             return name
         for home in _MONAI_HOMES:
             try:
-                if hasattr(importlib.import_module(home), name):
+                if hasattr(import_installed(home, f"the bundle's _target_ '{name}'"), name):
                     return f"{home}.{name}"
-            except ImportError:
+            except ModelLoadError:
                 continue
         raise ModelLoadError(
             f"The bundle's _target_ '{name}' is not a MONAI network or torch.nn layer; is MONAI installed "
             "and recent enough? Use a full import path otherwise."
         )
 
-    def _call(self, path: str, args: dict) -> Any:
-        factory = resolve_architecture(path, self.trust)  # refuses packages outside the allow-list
-        if not callable(factory):
-            raise ModelLoadError(f"The bundle's _target_ '{path}' is not callable.")
-        try:
-            return factory(**args)
-        except TypeError as exc:
-            raise ModelLoadError(f"Cannot build '{path}' with the bundle's arguments {args}: {exc}") from exc
+    def _call(self, path: str, args: dict, where: str) -> Any:
+        entry = f"the bundle's _target_ at {where}"
+        factory = resolve_architecture(path, self.trust, entry)  # without trust: allow-listed network classes only
+        if not self.trust:
+            args = check_arguments(factory, args, f"{entry} '{path}'")
+        return call_factory(factory, args, f"{entry} '{path}'")
 
 
 def _card(folder: Path, metadata: dict, config: dict, weights: Path, warnings: list[str]) -> ModelCard:

@@ -5,30 +5,31 @@ Which loader runs depends on what the path is:
 * a folder → a MONAI bundle (:mod:`viewer.models.bundle`);
 * ``.toml`` / ``.json`` → a model card (:mod:`viewer.models.card`);
 * any other file → TorchScript if it is a TorchScript archive, else a pickled full
-  module (needs ``trust=True``); plain weights without a card are refused, since they
-  do not say which architecture they belong to.
+  module; both need ``trust=True`` since both carry code. Plain weights without a card
+  are refused, since they do not say which architecture they belong to.
+
+Whatever goes wrong, the caller sees a :class:`ModelLoadError` (or its subclass
+:class:`UntrustedModelError` when only trust would help), never a bare ``KeyError`` or
+``RuntimeError`` from a library: a model file is user input.
 """
 
 from __future__ import annotations
 
-import re
-import zipfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
+from viewer.models.assemble import TORCHSCRIPT_REASON, finish
+from viewer.models.bundle import load_bundle
 from viewer.models.card import CARD_SUFFIXES, InputSpec, ModelCard, Normalization, read_card
 from viewer.models.errors import ModelLoadError
 from viewer.models.loaded import LoadedModel
-from viewer.models.safety import build_module, load_torch_file
+from viewer.models.safety import build_module
+from viewer.models.torch_file import first_line, is_torchscript, jit_load, load_torch_file
 from viewer.models.weights import apply_state_dict, read_state_dict
 
-TORCHSCRIPT_REASON = (
-    "the model is TorchScript (compiled): LRP and Grad-CAM need the Python module structure "
-    "(layers to rewrite or hook); gradient methods work"
-)
+__all__ = ["load_model", "is_torchscript", "TORCHSCRIPT_REASON"]
 
 
 def load_model(path: str | Path, trust: bool = False) -> LoadedModel:
@@ -40,9 +41,9 @@ def load_model(path: str | Path, trust: bool = False) -> LoadedModel:
         A model card (.toml/.json), a MONAI bundle folder, a TorchScript file, or (with
         ``trust``) a pickled full module.
     trust
-        Allow loading that executes code from the file or from a package outside the
-        allow-list (see :mod:`viewer.models.safety`). Off by default because a model file
-        from the internet can run anything when unpickled.
+        Allow loading that executes code from the file or builds something other than
+        an allow-listed network class (see :mod:`viewer.models.safety`). Off by default
+        because a model file from the internet can run anything when loaded.
 
     Raises
     ------
@@ -51,41 +52,52 @@ def load_model(path: str | Path, trust: bool = False) -> LoadedModel:
         :class:`~viewer.models.errors.UntrustedModelError` when only ``trust`` would help.
     """
     path = Path(path)
+    try:
+        loaded = _load(path, trust)
+        loaded.module.eval()
+        loaded.module.to("cpu")
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a model file is user input; no library error escapes raw
+        raise ModelLoadError(f"Cannot load the model {path.name}: {type(exc).__name__}: {first_line(exc)}") from exc
+    return loaded
+
+
+def _load(path: Path, trust: bool) -> LoadedModel:
     if not path.exists():
         raise ModelLoadError(f"{path} does not exist; choose a model card, a MONAI bundle folder or a model file.")
     if path.is_dir():
-        from viewer.models.bundle import load_bundle
-
-        loaded = load_bundle(path, trust)
-    elif path.suffix.lower() in CARD_SUFFIXES:
-        loaded = _from_card(read_card(path), trust)
-    else:
-        loaded = _from_file(path, trust)
-    loaded.module.eval()
-    loaded.module.to("cpu")
-    return loaded
+        return load_bundle(path, trust)
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is not a regular file (a pipe or device?); choose a model card or model file.")
+    if path.suffix.lower() in CARD_SUFFIXES:
+        return _from_card(read_card(path), trust)
+    return _from_file(path, trust)
 
 
 def _from_card(card: ModelCard, trust: bool) -> LoadedModel:
     warnings = list(card.warnings)
     weights = card.weights
     assert weights is not None
-    if not weights.is_file():
+    where = card.path.name if card.path else "the card"
+    if not weights.exists():
         raise ModelLoadError(
-            f"Weights file {weights} named by {card.path.name if card.path else 'the card'} does not exist; "
+            f"Weights file {weights} named by {where} does not exist; "
             "check the 'weights' field (it is relative to the card)."
         )
+    if not weights.is_file():
+        raise ModelLoadError(f"Weights {weights} named by {where} is not a regular file; name a weights file.")
     if is_torchscript(weights):
         if card.architecture:
             warnings.append(f"{weights.name} is TorchScript; the card's architecture is not used")
-        module = _jit_load(weights)
-        return _finish(module, card, "torchscript", warnings, structured=False)
+        module = jit_load(weights, trust)
+        return finish(module, card, "torchscript", warnings, structured=False)
     if card.architecture is None:
         obj = load_torch_file(weights, trust) if weights.suffix.lower() != ".safetensors" else None
         if isinstance(obj, nn.Module):
-            return _finish(obj, card, "pickle", warnings + [f"{weights.name} is a pickled full module"])
+            return finish(obj, card, "pickle", warnings + [f"{weights.name} is a pickled full module"])
         raise ModelLoadError(
-            f"{card.path.name if card.path else 'The card'} has no 'architecture' and {weights.name} holds "
+            f"{where} has no 'architecture' and {weights.name} holds "
             "plain weights; name the architecture (e.g. architecture = \"monai.networks.nets.DenseNet121\" "
             "with [architecture_args])."
         )
@@ -93,16 +105,16 @@ def _from_card(card: ModelCard, trust: bool) -> LoadedModel:
     state = read_state_dict(weights, trust)
     if isinstance(state, nn.Module):
         warnings.append(f"{weights.name} is a pickled full module; the card's architecture is not used")
-        return _finish(state, card, "pickle", warnings)
+        return finish(state, card, "pickle", warnings)
     apply_state_dict(module, state, weights.name)
-    return _finish(module, card, "card", warnings)
+    return finish(module, card, "card", warnings)
 
 
 def _from_file(path: Path, trust: bool) -> LoadedModel:
     if is_torchscript(path):
-        module = _jit_load(path)
+        module = jit_load(path, trust)
         card, warnings = _inferred_card(module, path)
-        return _finish(module, card, "torchscript", warnings, structured=False)
+        return finish(module, card, "torchscript", warnings, structured=False)
     if path.suffix.lower() == ".safetensors":
         raise ModelLoadError(
             f"{path.name} holds only weights; write a model card (.toml) that names the architecture, "
@@ -111,27 +123,11 @@ def _from_file(path: Path, trust: bool) -> LoadedModel:
     obj = load_torch_file(path, trust)
     if isinstance(obj, nn.Module):
         card, warnings = _inferred_card(obj, path)
-        return _finish(obj, card, "pickle", warnings + [f"{path.name} is a pickled full module (loaded with trust)"])
+        return finish(obj, card, "pickle", warnings + [f"{path.name} is a pickled full module (loaded with trust)"])
     raise ModelLoadError(
         f"{path.name} holds plain weights (a state dict) without an architecture; write a model card "
         "(.toml) that names the architecture and this weights file, and open the card instead."
     )
-
-
-def is_torchscript(path: Path) -> bool:
-    """TorchScript archives are zip files with a ``code/`` folder (plain state dicts have none)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        return any(re.match(r"^[^/]+/code/", n) or n.startswith("code/") for n in zf.namelist())
-
-
-def _jit_load(path: Path) -> nn.Module:
-    try:
-        return torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:  # torch raises RuntimeError subclasses with long C++ traces
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"Cannot load TorchScript file {path.name}: {first}") from exc
 
 
 def _inferred_card(module: nn.Module, path: Path) -> tuple[ModelCard, list[str]]:
@@ -161,39 +157,3 @@ def _inferred_card(module: nn.Module, path: Path) -> tuple[ModelCard, list[str]]
 
 def _named_tensors(module: nn.Module) -> list[tuple[str, torch.Tensor]]:
     return list(module.named_parameters()) or [(n, b) for n, b in module.named_buffers() if b.is_floating_point()]
-
-
-def _finish(
-    module: nn.Module, card: ModelCard, kind: str, warnings: list[str], structured: bool = True
-) -> LoadedModel:
-    if structured:
-        layer = card.gradcam_layer
-        if layer is not None:
-            try:
-                module.get_submodule(layer)
-            except AttributeError:
-                convs = [n for n, m in module.named_modules() if isinstance(m, nn.modules.conv._ConvNd)][-3:]
-                raise ModelLoadError(
-                    f"gradcam_layer '{layer}' is not a layer of this model; the last convolutions are "
-                    f"{', '.join(convs) or 'none'}. Fix the card's gradcam_layer."
-                ) from None
-        else:
-            convs = [n for n, m in module.named_modules() if isinstance(m, nn.modules.conv._ConvNd)]
-            if convs:
-                card = _replace(card, gradcam_layer=convs[-1])
-                warnings.append(f"no gradcam_layer given; using the last convolution '{convs[-1]}'")
-    return LoadedModel(
-        module=module,
-        card=card,
-        kind=kind,
-        structured=structured,
-        unavailable_reason=None if structured else TORCHSCRIPT_REASON,
-        warnings=warnings,
-        source=card.path or card.weights,
-    )
-
-
-def _replace(card: ModelCard, **changes: Any) -> ModelCard:
-    from dataclasses import replace
-
-    return replace(card, **changes)

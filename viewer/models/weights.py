@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from viewer.models.errors import ModelLoadError
-from viewer.models.safety import load_torch_file
+from viewer.models.torch_file import load_torch_file
 
 SHOW = 5  # keys listed per kind of mismatch
 _WRAPPERS = ("state_dict", "model_state_dict", "model", "network", "net", "weights")

@@ -64,8 +64,13 @@ class StateMixin:
         self.recent.add(out, "session")
         return out
 
-    def open_session(self, path: str | os.PathLike) -> list[str]:
-        """Read and restore a session file; returns the problems (also reported on ``error``)."""
+    def open_session(self, path: str | os.PathLike, trust: bool = False) -> list[str]:
+        """Read and restore a session file; returns the problems (also reported on ``error``).
+
+        A model the session names is opened like File → Open model: one that would run
+        code needs ``trust`` or a yes from :attr:`trust_prompt`; a session file never
+        carries trust itself.
+        """
         from viewer.io.errors import SessionFileError
 
         try:
@@ -73,17 +78,17 @@ class StateMixin:
         except SessionFileError as exc:
             self._report("Cannot open session", str(exc))
             return [str(exc)]
-        problems = self.restore(state)
+        problems = self.restore(state, trust=trust)
         self.recent.add(path, "session")
         return problems
 
-    def restore(self, state: SessionState) -> list[str]:
+    def restore(self, state: SessionState, trust: bool = False) -> list[str]:
         """Apply ``state``; whatever cannot be restored is listed and reported, the rest applies."""
         problems: list[str] = []
         self._collector = (threading.current_thread(), problems)
         try:
             with self.batch():
-                self._restore_files(state, problems)
+                self._restore_files(state, problems, trust)
                 self._restore_settings(state, problems)
                 self._collector = None  # errors of the explanations that follow are reported as usual
         finally:
@@ -92,7 +97,7 @@ class StateMixin:
             self._report("Session restored with problems", "\n".join(problems))
         return problems
 
-    def _restore_files(self, state: SessionState, problems: list[str]) -> None:
+    def _restore_files(self, state: SessionState, problems: list[str], trust: bool = False) -> None:
         if state.scan_path is not None:
             if not Path(state.scan_path).exists():
                 problems.append(f"Scan not found: {state.scan_path}; the other settings were restored.")
@@ -102,7 +107,7 @@ class StateMixin:
             if not Path(state.model_path).exists():
                 problems.append(f"Model not found: {state.model_path}")
             else:
-                self.open_model(state.model_path)
+                self.open_model(state.model_path, trust=trust)
         if state.mask_path is not None:
             if not Path(state.mask_path).exists():
                 problems.append(f"Mask not found: {state.mask_path}")

@@ -13,9 +13,12 @@ from typing import Any
 
 from PySide6 import QtWidgets
 
-from viewer.ui.dialogs import SeriesDialog, show_error
+from viewer.ui.dialogs import SeriesDialog, current_series_text, show_error
+from viewer.ui.trust_dialog import ask_trust
 
-SCAN_FILTER = "Scans (*.nii *.nii.gz *.dcm *.png *.jpg *.jpeg *.tif *.tiff);;All files (*)"
+SCAN_FILTER = ("Scans (*.nii *.nii.gz *.hdr *.img *.mgh *.mgz *.dcm *.DCM *.ima *.IMA *.png *.jpg *.jpeg *.tif *.tiff "
+               "*.bmp);;DICOM files with any name, e.g. IM0001 (*);;All files (*)")
+MAP_FILTER = "Relevance maps (*.nii *.nii.gz *.hdr *.img *.mgh *.mgz);;All files (*)"
 MODEL_FILTER = "Models (*.toml *.safetensors *.pt *.pth *.ts *.zip *.json);;All files (*)"
 SESSION_FILTER = "lrp-viewer sessions (*.json *.lrpv);;All files (*)"
 MODEL_SUFFIXES = (".toml", ".safetensors", ".pt", ".pth", ".ts", ".zip")
@@ -30,6 +33,7 @@ class FileActions:
         self.window = window
         self.session = session
         self.ask_series = True  # tests switch the series dialog off
+        session.trust_prompt = lambda path, reason: ask_trust(self.window, path, reason)
 
     # -- opening -----------------------------------------------------------------------
     def open_scan(self, path: str | None = None, series: str | None = None) -> bool:
@@ -54,7 +58,7 @@ class FileActions:
         others = (scan.meta or {}).get("other_series") if scan is not None else None
         if not others or not self.ask_series:
             return
-        current = scan.meta.get("series_description") or scan.modality or Path(path).name
+        current = current_series_text(scan.meta, scan.modality) or Path(path).name
         dialog = SeriesDialog(str(current), others, self.window)
         if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted:
             uid = dialog.chosen_uid()
@@ -75,12 +79,21 @@ class FileActions:
                 return False
         return bool(self.session.open_mask(path))
 
-    def open_session(self, path: str | None = None) -> bool:
+    def open_relevance_map(self, path: str | None = None) -> bool:
+        """A signed map on the scan's grid (e.g. exported earlier) as an extra overlay layer."""
+        if path is None:
+            path, _ = QtWidgets.QFileDialog.getOpenFileName(self.window, "Open relevance map as a layer", "",
+                                                            MAP_FILTER)
+            if not path:
+                return False
+        return bool(self.session.open_relevance_map(path))
+
+    def open_session(self, path: str | None = None, trust: bool = False) -> bool:
         if path is None:
             path, _ = QtWidgets.QFileDialog.getOpenFileName(self.window, "Open session", "", SESSION_FILTER)
             if not path:
                 return False
-        problems = self.session.open_session(path)
+        problems = self.session.open_session(path, trust=trust)
         if problems:
             show_error(self.window, "Session opened with problems", "\n".join(problems))
         return not problems
@@ -117,6 +130,17 @@ class FileActions:
             show_error(self.window, title, str(exc))
             return None
 
+    def default_name(self, what: str, suffix: str) -> str:
+        """``<case>_<method>_<what><suffix>``: export names that say which case they belong to."""
+        s = self.session
+        parts = [s.case_name or "scan"]
+        if what != "metrics" and s.panels:
+            panel = s.panels[0]
+            parts.append(panel.method + (f"-{panel.preset}" if panel.preset else ""))
+        parts.append(what)
+        name = "_".join(parts)
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) + suffix
+
     def _main_result(self) -> Any:
         res = self.session.result(0)
         if res is None or self.session.scan is None:
@@ -128,7 +152,8 @@ class FileActions:
         if res is None:
             return
         if path is None:
-            path, _ = QtWidgets.QFileDialog.getSaveFileName(self.window, "Export relevance", "relevance.nii.gz",
+            path, _ = QtWidgets.QFileDialog.getSaveFileName(self.window, "Export relevance",
+                                                            self.default_name("relevance", ".nii.gz"),
                                                             "NIfTI (*.nii.gz *.nii)")
             if not path:
                 return
@@ -144,7 +169,8 @@ class FileActions:
         if res is None:
             return
         if path is None:
-            path, _ = QtWidgets.QFileDialog.getSaveFileName(self.window, "Export figure", "figure.png", "PNG (*.png)")
+            path, _ = QtWidgets.QFileDialog.getSaveFileName(self.window, "Export figure",
+                                                            self.default_name("figure", ".png"), "PNG (*.png)")
             if not path:
                 return
         from viewer.io.figure import FigureOptions, describe, save_figure
@@ -166,7 +192,8 @@ class FileActions:
     def export_metrics(self, path: str | None = None) -> None:
         s = self.session
         if path is None:
-            path, _ = QtWidgets.QFileDialog.getSaveFileName(self.window, "Export metrics", "metrics.csv",
+            path, _ = QtWidgets.QFileDialog.getSaveFileName(self.window, "Export metrics",
+                                                            self.default_name("metrics", ".csv"),
                                                             "CSV (*.csv);;JSON (*.json)")
             if not path:
                 return

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace, start_time: float) -> int:
 
     def open_inputs() -> None:
         if args.session:
-            window.files.open_session(args.session)
+            window.files.open_session(args.session, trust=args.trust)
         elif args.scan:
             if window.files.open_scan(args.scan) and args.model:
                 window.files.open_model(args.model, trust=args.trust)
