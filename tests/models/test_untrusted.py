@@ -397,3 +397,27 @@ def test_torchvision_cards_load_without_trust(tmp_path: Path, architecture: str)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(m.module(x), net(x), atol=1e-5)
+
+
+def test_default_downloads_are_switched_off(tmp_path: Path) -> None:
+    """EfficientNetBN downloads ImageNet weights by default; from a card it must not."""
+    from monai.networks.nets import EfficientNetBN
+
+    net = EfficientNetBN("efficientnet-b0", pretrained=False, spatial_dims=2, in_channels=1, num_classes=3).eval()
+    save_file(net.state_dict(), str(tmp_path / "e.safetensors"))
+    (tmp_path / "e.toml").write_text(textwrap.dedent("""\
+        task = "classification"
+        architecture = "monai.networks.nets.EfficientNetBN"
+        weights = "e.safetensors"
+        [architecture_args]
+        model_name = "efficientnet-b0"
+        spatial_dims = 2
+        in_channels = 1
+        num_classes = 3
+        [input]
+        spatial_dims = 2
+        """))
+    m = load_model(tmp_path / "e.toml")
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(m.module(x), net(x), atol=1e-5)

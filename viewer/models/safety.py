@@ -132,7 +132,7 @@ def _is_torchvision_builder(obj: Any) -> bool:
 
 
 def check_arguments(factory: Callable[..., Any], kwargs: dict[str, Any], what: str) -> dict[str, Any]:
-    """Refuse download and file arguments; switch off torchvision builders' default downloads."""
+    """Refuse download and file arguments; switch off constructors' default downloads."""
     for key, value in kwargs.items():
         if key in DOWNLOAD_ARGS and value not in (None, False):
             raise ModelLoadError(
@@ -147,10 +147,14 @@ def check_arguments(factory: Callable[..., Any], kwargs: dict[str, Any], what: s
                                   "an architecture argument that names a file or URL lets the network's code "
                                   "read or download it")
             )
-    if _is_torchvision_builder(factory):
+    try:
         params = inspect.signature(factory).parameters
-        kwargs = {**{k: None for k in ("weights", "weights_backbone") if k in params}, **kwargs}
-    return kwargs
+    except (TypeError, ValueError):
+        return kwargs
+    # defaults that download (EfficientNetBN's pretrained=True, detection models' weights_backbone)
+    off = {k: (False if isinstance(p.default, bool) else None) for k, p in params.items()
+           if k in DOWNLOAD_ARGS and k not in kwargs and p.default not in (None, False, inspect.Parameter.empty)}
+    return {**off, **kwargs}
 
 
 def _strings(value: Any):
