@@ -12,29 +12,58 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.autograd import Function
 
-from viewer.explain.lrp.ops import BiasFn, BilinearFn, Book, LinearNormFn, ScaleFn, SoftmaxFn
+from viewer.explain.lrp.ledger import Book, Site
+from viewer.explain.lrp.ops import BiasFn, BilinearFn, LinearNormFn, ScaleFn, _save, _saved, own
 
 Tensor = torch.Tensor
 
 
-def softmax(x: Tensor, dim: int, book: Book) -> Tensor:
-    return SoftmaxFn.apply(x, dim, book)
+class SoftmaxFn(Function):
+    """Softmax inside the network (attention), by its AttnLRP rule: the Taylor
+    expansion at x with the shift term s - J x as a bias, R_in = x ⊙ (R − s ΣR),
+    which is gradient × input of the softmax for R = s·g.  The shift term's share,
+    Σ R (1 − x + <s, x>) per row, is its closed form in the ledger."""
+
+    @staticmethod
+    def forward(ctx, x, dim: int, book: Book, site: Site):
+        s = own(torch.softmax(x, dim, dtype=x.dtype))
+        _save(ctx, s, x, s)
+        ctx.dim, ctx.book, ctx.site = dim, book, site
+        return s
+
+    @staticmethod
+    def backward(ctx, r):
+        x, s = _saved(ctx, r.dtype)
+        x = torch.where(torch.isinf(x), 0.0, x)  # masked (-inf) logits take and give nothing
+        total = r.sum(ctx.dim, keepdim=True)
+        r_in = x * (r - s * total)
+        rx = (r * x).sum(dtype=torch.float64)
+        sx = (s * x).sum(ctx.dim, keepdim=True)
+        shift = total.sum(dtype=torch.float64) - rx + (total * sx).sum(dtype=torch.float64)
+        ctx.book.absorb(ctx.site, r, r_in, bias=shift, den=total.sum(dtype=torch.float64))
+        return r_in, None, None, None
+
+
+def softmax(tr, x: Tensor, dim: int) -> Tensor:
+    return SoftmaxFn.apply(x, dim, tr.book, tr.site("softmax", "attn-lrp"))
 
 
 def _product(tr, a: Tensor, b: Tensor) -> Tensor:
     if a.requires_grad and b.requires_grad:
-        return BilinearFn.apply(a, b, torch.matmul, tr.eps, tr.book)
+        return BilinearFn.apply(a, b, torch.matmul, "matmul", tr.eps, tr.book, tr.site("product", "uniform"))
+    site = tr.site("pool", "epsilon")
     if a.requires_grad:
-        return LinearNormFn.apply(a, lambda t: torch.matmul(t, b), tr.eps, tr.book)
-    return LinearNormFn.apply(b, lambda t: torch.matmul(a, t), tr.eps, tr.book)
+        return LinearNormFn.apply(a, lambda t: torch.matmul(t, b), tr.eps, tr.book, site)
+    return LinearNormFn.apply(b, lambda t: torch.matmul(a, t), tr.eps, tr.book, site)
 
 
 def scaled_dot_product(tr, q: Tensor, k: Tensor, v: Tensor, mask, causal: bool, scale) -> Tensor:
     """softmax(q kᵀ · scale + mask) v, with the LRP rules of each piece."""
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
     scores = _product(tr, q, k.transpose(-2, -1))
-    scores = ScaleFn.apply(scores, lambda t: t * scale, tr.book)
+    scores = ScaleFn.apply(scores, lambda t: t * scale)
     n, m = q.shape[-2], k.shape[-2]
     bias = None
     if causal:
@@ -48,8 +77,8 @@ def scaled_dot_product(tr, q: Tensor, k: Tensor, v: Tensor, mask, causal: bool, 
         # -inf entries carry no relevance; a finite floor keeps the stabiliser finite
         scores = scores.masked_fill(torch.isinf(bias.expand_as(scores)), torch.finfo(scores.dtype).min / 4)
         finite = torch.where(torch.isinf(bias), torch.zeros_like(bias), bias).to(scores.dtype)
-        scores = BiasFn.apply(scores, finite.expand_as(scores), 1.0, tr.eps, tr.book)
-    attn = softmax(scores, -1, tr.book)
+        scores = BiasFn.apply(scores, finite.expand_as(scores), 1.0, tr.eps, tr.book, tr.site("bias", "epsilon"))
+    attn = softmax(tr, scores, -1)
     return _product(tr, attn, v), attn
 
 

@@ -29,7 +29,8 @@ from viewer.explain.progress import Progress
 from viewer.explain.result import Relevance
 from viewer.explain.target import Target
 
-DEFAULTS = {"epsilon": 1e-6, "stabilizer": 1e-6, "gamma": 0.25, "alpha": 2.0, "beta": 1.0, "low": None, "high": None}
+DEFAULTS = {"epsilon": 1e-6, "stabilizer": 1e-6, "gamma": 0.25, "alpha": 2.0, "beta": 1.0, "low": None, "high": None,
+            "gates": "constant"}
 
 
 @dataclass
@@ -45,10 +46,25 @@ _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 2
 
 
+_SETTINGS = (bool, int, float, str, type(None))
+
+
+def _settings(module: nn.Module) -> tuple:
+    """A module's plain settings (``eps``, ``momentum``, ``inplace``, ``stride`` …): they
+    change what the module computes as much as its weights do."""
+    out = []
+    for k, v in vars(module).items():
+        if k.startswith("_") or k == "training":
+            continue
+        if isinstance(v, _SETTINGS) or (isinstance(v, tuple) and all(isinstance(i, _SETTINGS) for i in v)):
+            out.append((k, v))
+    return tuple(out)
+
+
 def _fingerprint(model: nn.Module) -> tuple:
     state = [(n, t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape))
              for n, t in list(model.named_parameters()) + list(model.named_buffers())]
-    return (tuple(state), tuple(type(m).__name__ for m in model.modules()))
+    return (tuple(state), tuple((type(m).__name__, _settings(m)) for m in model.modules()))
 
 
 def _prepare(model: nn.Module, x: torch.Tensor) -> _Prepared:
@@ -189,7 +205,7 @@ def trace(
     progress.step(1, 4)
 
     chooser = _Chooser(chosen, values, overrides)
-    tracer = Tracer(chooser, values["stabilizer"], values["epsilon"], prepared.stack)
+    tracer = Tracer(chooser, values["stabilizer"], values["epsilon"], prepared.stack, gates=values["gates"])
     xx = x.detach().clone().requires_grad_(True)
     autocast = None
     if precision in ("bfloat16", "float16"):
@@ -317,6 +333,7 @@ def lrp(
         input_sum = float(rel.sum(dtype=torch.float64))
         absorbed = traced.book.total()
         m = dict(meta)
+        m.update(traced.book.summary(rel.dtype))
         per_row = _absorbed_per_sample(traced.book.per_row(), seed, rel)
         if per_row is not None:
             m["absorbed_per_sample"] = per_row

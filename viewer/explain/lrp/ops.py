@@ -4,8 +4,20 @@ The engine replaces each relevant operation of the forward pass by one of these.
 Their forward returns exactly what the original operation returns; their backward
 receives the relevance of the output as its "gradient" and returns the relevance of
 the inputs.  One ``torch.autograd.grad`` call from the seeded output therefore
-yields the input relevance.  Every backward reports what it received and what it
-passed on to a :class:`Book`, which sums what biases and stabilisers absorbed.
+yields the input relevance.  Every backward that can absorb relevance reports what
+it received, what it passed on and the closed form of its bias and stabiliser
+shares to a :class:`~viewer.explain.lrp.ledger.Book`.
+
+Three conventions keep in-place code and half precision working:
+
+- an output is never a view or one of the inputs (:func:`own`): PyTorch forbids
+  in-place changes of such outputs of custom functions (MONAI's ``out += residual``
+  after an InstanceNorm, whose output is a view made inside ``F.instance_norm``);
+- an output the backward needs is held by :class:`Kept` (a detached alias with its
+  version), not saved: the tracer can hand the function an unchanged copy before
+  the model overwrites the output in place (:func:`protect`);
+- under autocast the heavy maps run in half precision but outputs keep the dtype of
+  the inputs, so the relevance pass runs in float32 (:func:`result`, :func:`upcast`).
 """
 
 from __future__ import annotations
@@ -15,106 +27,137 @@ from typing import Callable
 import torch
 from torch.autograd import Function
 
-from viewer.explain.lrp.affine import AffineOp, divide, stabilize
-from viewer.explain.lrp.rules import Rule
+from viewer.explain.lrp.affine import AffineOp, divide
+from viewer.explain.lrp.ledger import Book, Site
+from viewer.explain.lrp.rules import Rule, dot, mark_nonneg, marked_nonneg
 
 Tensor = torch.Tensor
 
 
-class Book:
-    """Ledger of relevance absorbed on the way down (received minus passed on).
+# -- conventions ---------------------------------------------------------------------------------
+def own(out: Tensor, *inputs: Tensor) -> Tensor:
+    """``out`` as a tensor of its own (not a view, not an input), sharing its data."""
+    if out._base is not None or any(out is t for t in inputs):
+        return out.detach()
+    return out
 
-    Besides the total it keeps one figure per batch row while every tensor it sees is
-    batch-major (leading dimension == ``batch``), so a batch of cases can report each
-    case's absorbed relevance; any other layout (e.g. attention heads folded into the
-    batch dimension) switches the per-row figures off rather than guessing.
-    """
 
-    def __init__(self) -> None:
-        self.parts: list[Tensor] = []
-        self.rows: list[Tensor] | None = []
-        self.batch = 0
+def result(out: Tensor, like: Tensor) -> Tensor:
+    """The output in the input's dtype (autocast computes some maps in half precision)."""
+    if out.dtype != like.dtype and out.is_floating_point() and like.is_floating_point():
+        return out.to(like.dtype)
+    return out
 
-    def reset(self, batch: int = 0) -> None:
-        self.parts = []
-        self.rows = [] if batch > 1 else None
-        self.batch = batch
 
-    def _row_sums(self, t: Tensor) -> Tensor | None:
-        if self.rows is None or t.dim() == 0 or t.shape[0] != self.batch:
-            self.rows = None
-            return None
-        return t.reshape(self.batch, -1).sum(1, dtype=torch.float64)
+def upcast(t, dtype: torch.dtype):
+    """A saved half-precision tensor in the dtype of the relevance."""
+    if isinstance(t, Tensor) and t.is_floating_point() and t.dtype != dtype and t.dtype.itemsize < dtype.itemsize:
+        return t.to(dtype)
+    return t
 
-    def absorb(self, received: Tensor, *passed: Tensor | None) -> None:
-        # sums in the tensors' own dtype (pairwise, accurate) avoid a float64 copy per layer
-        total = received.sum().double()
-        rows = self._row_sums(received)
-        for p in passed:
-            if p is not None:
-                total = total - p.sum().double()
-                if rows is not None:
-                    r = self._row_sums(p)
-                    rows = None if r is None else rows - r
-        self.parts.append(total)
-        if rows is not None and self.rows is not None:
-            self.rows.append(rows)
 
-    def absorb_constant(self, part: Tensor) -> None:
-        self.parts.append(part.sum().double())
-        rows = self._row_sums(part)
-        if rows is not None and self.rows is not None:
-            self.rows.append(rows)
+def low_precision(x: Tensor) -> torch.dtype | None:
+    """The autocast dtype when autocast is on for x's device and x is wider."""
+    kind = x.device.type
+    if not torch.is_autocast_enabled(kind):
+        return None
+    dtype = torch.get_autocast_dtype(kind)
+    return dtype if x.dtype.itemsize > dtype.itemsize else None
 
-    def total(self) -> float:
-        return float(torch.stack(self.parts).sum()) if self.parts else 0.0
 
-    def per_row(self) -> list[float] | None:
-        """Absorbed relevance per batch row, or None when it cannot be split."""
-        if self.rows is None:
-            return None
-        if not self.rows:
-            return [0.0] * self.batch
-        return [float(v) for v in torch.stack(self.rows).sum(0)]
+class Kept:
+    """An output the backward needs, held as a detached alias (no reference cycle
+    through the output's ``grad_fn``) together with its version."""
+
+    __slots__ = ("t", "version")
+
+    def __init__(self, t: Tensor) -> None:
+        self.t = t.detach()
+        self.version = t._version
+
+    def get(self) -> Tensor:
+        if self.t._version != self.version:
+            raise RuntimeError("LRP: an operation's output was changed in place by an operation the explainer "
+                               "does not know; rewrite it out of place (e.g. `h = h.clamp(0)`).")
+        return self.t
+
+
+def protect(a: Tensor, spare: Tensor | None) -> None:
+    """Before ``a`` is overwritten in place: if the function that produced it (or its
+    base) keeps it for its backward, give that function an unchanged copy (``spare``
+    when it holds ``a``'s values, else a clone)."""
+    base = a if a._base is None else a._base
+    node = base.grad_fn
+    kept = getattr(node, "kept", None) if node is not None else None
+    if not isinstance(kept, Kept) or kept.t.untyped_storage().data_ptr() != a.untyped_storage().data_ptr():
+        return
+    usable = spare is not None and base is a and spare.shape == a.shape and spare.dtype == a.dtype
+    node.kept = Kept(spare if usable else kept.t.clone())
+
+
+def _save(ctx, out: Tensor, *tensors: Tensor) -> None:
+    """Save ``tensors`` for the backward, the output among them by :class:`Kept`."""
+    ctx.layout = [t is out for t in tensors]
+    ctx.save_for_backward(*[t for t in tensors if t is not out])
+    ctx.kept = Kept(out) if any(ctx.layout) else None
+
+
+def _saved(ctx, dtype: torch.dtype) -> list[Tensor]:
+    plain = iter(ctx.saved_tensors)
+    return [upcast(ctx.kept.get() if is_out else next(plain), dtype) for is_out in ctx.layout]
 
 
 def _reduce_to(t: Tensor, shape: torch.Size) -> Tensor:
     return t if t.shape == shape else t.sum_to_size(shape)
 
 
+def _broadcast_bias(g: Tensor, c: Tensor) -> Tensor:
+    return (g * c).sum(dtype=torch.float64) if c.shape != g.shape else dot(g, c)
+
+
+# -- layers with weights ------------------------------------------------------------------------
 class AffineFn(Function):
     """A convolution / transposed convolution / dense layer under an LRP rule."""
 
     @staticmethod
-    def forward(ctx, x, rule: Rule, op: AffineOp, w, b, book: Book):
-        y, saved = rule.forward(op, x, w, b)
-        ctx.rule, ctx.op, ctx.w, ctx.b, ctx.book = rule, op, w, b, book
-        # tensors go through save_for_backward (the output may be among them: storing
-        # it on ctx would make a reference cycle); flags stay on ctx
-        ctx.layout = [isinstance(s, Tensor) for s in saved]
+    def forward(ctx, x, rule: Rule, op: AffineOp, w, b, book: Book, site: Site):
+        low = low_precision(x)
+        xs = x
+        if low is not None:
+            xs = x.to(low)
+            if marked_nonneg(x):
+                mark_nonneg(xs)
+        y, saved = rule.forward(op, xs, w, b)
+        out = own(result(y, x), x)
+        ctx.rule, ctx.op, ctx.w, ctx.b, ctx.book, ctx.site = rule, op, w, b, book, site
+        tensors = [s for s in saved if isinstance(s, Tensor)]
+        ctx.is_tensor = [isinstance(s, Tensor) for s in saved]
         ctx.plain = [None if isinstance(s, Tensor) else s for s in saved]
-        ctx.save_for_backward(*[s for s in saved if isinstance(s, Tensor)])
-        return y
+        _save(ctx, out if y is out else None, *tensors)
+        return out
 
     @staticmethod
     def backward(ctx, r):
-        tensors = iter(ctx.saved_tensors)
-        saved = tuple(next(tensors) if is_t else p for is_t, p in zip(ctx.layout, ctx.plain))
-        r_in = ctx.rule.backward(ctx.op, saved, ctx.w, ctx.b, r)
-        ctx.book.absorb(r, r_in)
-        return r_in.to(r.dtype) if r_in.dtype != r.dtype else r_in, None, None, None, None, None
+        tensors = iter(_saved(ctx, r.dtype))
+        saved = tuple(next(tensors) if is_t else p for is_t, p in zip(ctx.is_tensor, ctx.plain))
+        shares: list = []
+        r_in = ctx.rule.backward(ctx.op, saved, ctx.w, ctx.b, r, shares)
+        bias, den = shares[0] if shares else (None, None)
+        ctx.book.absorb(ctx.site, r, r_in, bias=bias, den=den)
+        return result(r_in, r), None, None, None, None, None, None
 
 
+# -- parameter-free maps -------------------------------------------------------------------------
 class PassFn(Function):
-    """Elementwise activations and normalisations: relevance passes unchanged."""
+    """Elementwise activations (identity rule): relevance passes unchanged."""
 
     @staticmethod
-    def forward(ctx, x, fn: Callable, book: Book):
-        return fn(x)
+    def forward(ctx, x, fn: Callable):
+        return own(result(fn(x), x), x)
 
     @staticmethod
     def backward(ctx, r):
-        return r, None, None
+        return r, None
 
 
 class LinearNormFn(Function):
@@ -123,62 +166,68 @@ class LinearNormFn(Function):
     differentiating ``fn`` once more in the backward; these ops are cheap."""
 
     @staticmethod
-    def forward(ctx, x, fn: Callable, eps: float, book: Book):
+    def forward(ctx, x, fn: Callable, eps: float, book: Book, site: Site):
         y = fn(x)
-        ctx.save_for_backward(x, y)
-        ctx.fn, ctx.eps, ctx.book = fn, eps, book
-        return y
+        out = own(result(y, x), x)
+        _save(ctx, out, x, out)
+        ctx.fn, ctx.eps, ctx.book, ctx.site = fn, eps, book, site
+        return out
 
     @staticmethod
     def backward(ctx, r):
-        x, y = ctx.saved_tensors
+        x, y = _saved(ctx, r.dtype)
         g = divide(r, y, ctx.eps)
+        den = dot(g, y)
         with torch.enable_grad():
             xx = x.detach().requires_grad_(True)
-            (gx,) = torch.autograd.grad(ctx.fn(xx), xx, g)
-        r_in = gx.mul_(x) if gx.shape == x.shape and gx.is_contiguous() else x * gx
-        ctx.book.absorb(r, r_in)
-        return r_in, None, None, None
+            (gx,) = torch.autograd.grad(ctx.fn(xx).to(g.dtype), xx, g)
+        r_in = gx.mul_(x) if gx.shape == x.shape and gx.is_contiguous() and gx.dtype == x.dtype else x * gx
+        ctx.book.absorb(ctx.site, r, r_in, bias=den.new_zeros(()), den=den)
+        return r_in, None, None, None, None
 
 
 class SumFn(Function):
     """``a + s·b`` of two activations (residual connections): each operand gets
-    relevance in proportion to its contribution (zennit's Norm rule for sums)."""
+    relevance in proportion to its contribution (the ε-rule for sums)."""
 
     @staticmethod
-    def forward(ctx, a, b, sign: float, eps: float, book: Book):
-        y = a + sign * b
-        ctx.save_for_backward(a, b, y)
-        ctx.sign, ctx.eps, ctx.book = sign, eps, book
-        return y
+    def forward(ctx, a, b, sign: float, eps: float, book: Book, site: Site):
+        out = own(a + sign * b, a, b)
+        _save(ctx, out, a, b, out)
+        ctx.sign, ctx.eps, ctx.book, ctx.site = sign, eps, book, site
+        return out
 
     @staticmethod
     def backward(ctx, r):
-        a, b, y = ctx.saved_tensors
+        a, b, y = _saved(ctx, r.dtype)
         g = divide(r, y, ctx.eps)
         ra = _reduce_to(a * g, a.shape)
         rb = _reduce_to(ctx.sign * b * g, b.shape)
-        ctx.book.absorb(r, ra, rb)
-        return ra, rb, None, None, None
+        den = dot(g, y)
+        ctx.book.absorb(ctx.site, r, ra, rb, bias=den.new_zeros(()), den=den)
+        return ra, rb, None, None, None, None
 
 
 class BiasFn(Function):
-    """``x + c`` with a constant c (bias, positional embedding, mask): c takes its share."""
+    """``s·x + c`` with a constant c (bias, positional embedding, mask): c takes its share."""
 
     @staticmethod
-    def forward(ctx, x, c, sign: float, eps: float, book: Book):
-        y = sign * x + c
-        ctx.save_for_backward(x, y)
-        ctx.sign, ctx.eps, ctx.book = sign, eps, book
-        return y
+    def forward(ctx, x, c, sign: float, eps: float, book: Book, site: Site):
+        out = own(sign * x + c, x)
+        _save(ctx, out, x, out, c)
+        ctx.sign, ctx.eps, ctx.book, ctx.site = sign, eps, book, site
+        return out
 
     @staticmethod
     def backward(ctx, r):
-        x, y = ctx.saved_tensors
-        g = divide(r, y, ctx.eps).mul_(x)
+        x, y, c = _saved(ctx, r.dtype)
+        g = divide(r, y, ctx.eps)
+        den = dot(g, y)
+        bias = _broadcast_bias(g, c)
+        g = g.mul_(x)
         r_in = _reduce_to(g if ctx.sign == 1.0 else g.mul_(ctx.sign), x.shape)
-        ctx.book.absorb(r, r_in)
-        return r_in, None, None, None, None
+        ctx.book.absorb(ctx.site, r, r_in, bias=bias, den=den)
+        return r_in, None, None, None, None, None
 
 
 class InplaceFn(Function):
@@ -188,42 +237,53 @@ class InplaceFn(Function):
 
     @staticmethod
     def forward(ctx, a, out):
+        ctx.view = a._base is not None
         a.copy_(out)
         ctx.mark_dirty(a)
         return a
 
     @staticmethod
     def backward(ctx, r):
-        return None, r
+        # the overwritten values get nothing; for a view an explicit zero, because
+        # autograd drops the whole base's relevance when the view's is None
+        return (torch.zeros_like(r) if ctx.view else None), r
 
 
 class ScaleFn(Function):
-    """``x · c`` or ``x / c`` with a constant c, and gating ``x · gate``: the gate or
-    constant is a fixed factor, so relevance passes to x unchanged."""
+    """``x · c``, ``x / c`` or ``-x`` with a constant c: a linear map of one input per
+    output, so the ε-rule passes relevance to x unchanged."""
 
     @staticmethod
-    def forward(ctx, x, fn: Callable, book: Book):
-        y = fn(x)
+    def forward(ctx, x, fn: Callable):
         ctx.shape = x.shape
-        return y
+        return own(result(fn(x), x), x)
 
     @staticmethod
     def backward(ctx, r):
-        return _reduce_to(r, ctx.shape), None, None
+        return _reduce_to(r, ctx.shape), None
 
 
 class GateFn(Function):
-    """``x · gate`` where both carry relevance paths: all relevance goes to x."""
+    """``x · gate`` (or ``x / divisor``) where both carry relevance paths: the gate is
+    taken as a constant factor, so all relevance goes to x (see ``trace.py``)."""
 
     @staticmethod
-    def forward(ctx, x, gate, fn: Callable, book: Book):
+    def forward(ctx, x, gate, fn: Callable):
         ctx.xshape = x.shape
         ctx.gshape = gate.shape
-        return fn(x, gate)
+        return own(result(fn(x, gate), x), x, gate)
 
     @staticmethod
     def backward(ctx, r):
-        return _reduce_to(r, ctx.xshape), r.new_zeros(ctx.gshape), None, None
+        return _reduce_to(r, ctx.xshape), r.new_zeros(ctx.gshape), None
+
+
+def _matmul_grads(a: Tensor, b: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    if a.dim() == 1 or b.dim() == 1:
+        raise NotImplementedError
+    ga = _reduce_to(g.matmul(b.transpose(-1, -2)), a.shape)
+    gb = _reduce_to(a.transpose(-1, -2).matmul(g), b.shape)
+    return ga, gb
 
 
 class BilinearFn(Function):
@@ -231,43 +291,32 @@ class BilinearFn(Function):
     of AttnLRP, half of the ε-rule relevance to each factor."""
 
     @staticmethod
-    def forward(ctx, a, b, fn: Callable, eps: float, book: Book):
-        y = fn(a, b)
-        ctx.save_for_backward(a, b, y)
-        ctx.fn, ctx.eps, ctx.book = fn, eps, book
-        return y
+    def forward(ctx, a, b, fn: Callable, kind: str, eps: float, book: Book, site: Site):
+        low = low_precision(a)
+        aa, bb = (a, b) if low is None else (a.to(low), b.to(low))
+        out = own(result(fn(aa, bb), a), a, b)
+        _save(ctx, out, aa, bb, out)
+        ctx.fn, ctx.kind, ctx.eps, ctx.book, ctx.site = fn, kind, eps, book, site
+        return out
 
     @staticmethod
     def backward(ctx, r):
-        a, b, y = ctx.saved_tensors
-        g = r / stabilize(y, ctx.eps)
-        with torch.enable_grad():
-            aa = a.detach().requires_grad_(True)
-            bb = b.detach().requires_grad_(True)
-            ga, gb = torch.autograd.grad(ctx.fn(aa, bb), (aa, bb), g)
-        ra, rb = 0.5 * a * ga, 0.5 * b * gb
-        ctx.book.absorb(r, ra, rb)
-        return ra, rb, None, None, None
-
-
-class SoftmaxFn(Function):
-    """Softmax inside the network (attention): linearised at x, the shift-invariance
-    term acts as a bias (AttnLRP): R_in = x ⊙ (R − s ⊙ Σ R)."""
-
-    @staticmethod
-    def forward(ctx, x, dim: int, book: Book):
-        s = torch.softmax(x, dim)
-        ctx.save_for_backward(x, s)
-        ctx.dim, ctx.book = dim, book
-        return s
-
-    @staticmethod
-    def backward(ctx, r):
-        x, s = ctx.saved_tensors
-        r_in = x * (r - s * r.sum(ctx.dim, keepdim=True))
-        r_in = torch.nan_to_num(r_in, nan=0.0, posinf=0.0, neginf=0.0)  # masked (-inf) logits
-        ctx.book.absorb(r, r_in)
-        return r_in, None, None
+        a, b, y = _saved(ctx, r.dtype)
+        g = divide(r, y, ctx.eps)
+        den = dot(g, y)
+        ga = gb = None
+        if ctx.kind == "mul":
+            ga, gb = _reduce_to(g * b, a.shape), _reduce_to(g * a, b.shape)
+        elif ctx.kind == "matmul" and a.dim() > 1 and b.dim() > 1:
+            ga, gb = _matmul_grads(a, b, g)
+        else:
+            with torch.enable_grad():
+                aa = a.detach().requires_grad_(True)
+                bb = b.detach().requires_grad_(True)
+                ga, gb = torch.autograd.grad(ctx.fn(aa, bb).to(g.dtype), (aa, bb), g)
+        ra, rb = ga.mul_(a).mul_(0.5), gb.mul_(b).mul_(0.5)
+        ctx.book.absorb(ctx.site, r, ra, rb, bias=den.new_zeros(()), den=den)
+        return ra, rb, None, None, None, None, None
 
 
 class CatFn(Function):
@@ -275,8 +324,8 @@ class CatFn(Function):
     relevance landing on constants is absorbed."""
 
     @staticmethod
-    def forward(ctx, dim: int, flags: tuple, book: Book, *tensors):
-        ctx.dim, ctx.flags, ctx.book = dim, flags, book
+    def forward(ctx, dim: int, flags: tuple, book: Book, site: Site, *tensors):
+        ctx.dim, ctx.flags, ctx.book, ctx.site = dim, flags, book, site
         ctx.sizes = [t.shape[dim] for t in tensors]
         return torch.cat(tensors, dim)
 
@@ -288,6 +337,6 @@ class CatFn(Function):
             if live:
                 out.append(part)
             else:
-                ctx.book.absorb_constant(part)
+                ctx.book.absorb_constant(ctx.site, part)
                 out.append(None)
-        return (None, None, None, *out)
+        return (None, None, None, None, *out)

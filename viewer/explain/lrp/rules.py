@@ -42,6 +42,27 @@ def _wneg(w: Tensor) -> Tensor:
     return derived(w, ("neg",), lambda: w.clamp(max=0))
 
 
+def dot(a: Tensor, b: Tensor) -> Tensor:
+    """Σ a·b over all elements, as a float64 scalar (one pass, no temporary)."""
+    if a.dtype != b.dtype:
+        b = b.to(a.dtype)
+    return torch.dot(a.reshape(-1), b.reshape(-1)).double()
+
+
+def bias_share(op: AffineOp, g: Tensor, b: Tensor | None) -> Tensor:
+    """Σ g·b with the bias broadcast like the layer adds it (per output channel)."""
+    if b is None:
+        return g.new_zeros((), dtype=torch.float64)
+    dims = tuple(i for i in range(g.dim()) if i != (g.dim() - 1 if op.kind == "linear" else 1))
+    return dot(g.sum(dims), b)
+
+
+def report(shares: list | None, bias: Tensor, den: Tensor) -> None:
+    """Hand a rule's closed-form shares to the ledger (see ``ledger.Book.absorb``)."""
+    if shares is not None:
+        shares.append((bias, den))
+
+
 def mark_nonneg(t: Tensor) -> Tensor:
     """Record that ``t`` holds no negative value (a ReLU output), valid until ``t`` is
     modified in place (the mark carries the tensor's version)."""
@@ -71,7 +92,11 @@ class Rule:
         """Return the layer output and the tensors ``backward`` needs."""
         raise NotImplementedError
 
-    def backward(self, op: AffineOp, saved: tuple, w: Tensor, b: Tensor | None, r: Tensor) -> Tensor:
+    def backward(self, op: AffineOp, saved: tuple, w: Tensor, b: Tensor | None, r: Tensor,
+                 shares: list | None = None) -> Tensor:
+        """Relevance of the input; when ``shares`` is a list, append ``(bias share,
+        relevance the unstabilised rule passes on including the bias share)``, the
+        closed forms the ledger checks the result against."""
         raise NotImplementedError
 
 
@@ -86,9 +111,12 @@ class Epsilon(Rule):
         y = op.forward(x, w, b)
         return y, (x, y)
 
-    def backward(self, op, saved, w, b, r):
+    def backward(self, op, saved, w, b, r, shares=None):
         x, y = saved
-        return op.vjp(divide(r, y, self.epsilon), w, x).mul_(x)
+        g = divide(r, y, self.epsilon)
+        if shares is not None:
+            report(shares, bias_share(op, g, b), dot(g, y))
+        return op.vjp(g, w, x).mul_(x)
 
 
 @dataclass(frozen=True)
@@ -106,9 +134,11 @@ class ZPlus(Rule):
         z = op.forward(x.clamp(min=0), _wpos(w), _pos(b)) + op.forward(x.clamp(max=0), _wneg(w), None)
         return y, (x, z, False)
 
-    def backward(self, op, saved, w, b, r):
+    def backward(self, op, saved, w, b, r, shares=None):
         x, z, nonneg = saved
         g = divide(r, z, self.stabilizer)
+        if shares is not None:
+            report(shares, bias_share(op, g, _pos(b)), dot(g, z))
         if nonneg:
             return op.vjp(g, _wpos(w), x).mul_(x)
         up, un = op.vjp_pair(g, _wpos(w), _wneg(w), x)
@@ -141,10 +171,16 @@ class AlphaBeta(Rule):
                 zn = zn + op.forward(xn, wp, None)
         return y, (x, zp, zn, nonneg)
 
-    def backward(self, op, saved, w, b, r):
+    def backward(self, op, saved, w, b, r, shares=None):
         x, zp, zn, nonneg = saved
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         a = r / stabilize(zp, self.stabilizer)
+        if shares is not None:
+            bias, den = self.alpha * bias_share(op, a, _pos(b)), self.alpha * dot(a, zp)
+            if zn is not None:
+                c = r / stabilize(zn, self.stabilizer)
+                bias, den = bias - self.beta * bias_share(op, c, _neg(b)), den - self.beta * dot(c, zn)
+            report(shares, bias, den)
         xp = x if nonneg else x.clamp(min=0)
         out = self.alpha * xp * op.vjp(a, wp, x)
         if not nonneg:
@@ -197,7 +233,7 @@ class Gamma(Rule):
         zneg = op.forward(xp, wn, bn) + op.forward(xn, wp, None)
         return y, (x, zpos, zneg, torch.sign(y))
 
-    def backward(self, op, saved, w, b, r):
+    def backward(self, op, saved, w, b, r, shares=None):
         x, first, second, flag = saved
         if flag is True:
             # x ≥ 0: one transposed map per weight variant, and the W+γW⁻ one only
@@ -205,6 +241,14 @@ class Gamma(Rule):
             # when a ReLU follows), which saves a third of the layer's cost.
             s = divide(r, first, self.stabilizer)
             neg = torch.where(first < 0, s, 0.0)
+            if shares is not None:
+                # the denominator is +inf where y = 0 (nothing passes there)
+                den = dot(s, torch.where(torch.isinf(first), 0.0, first))
+                bias = s.new_zeros((), dtype=torch.float64)
+                if b is not None:
+                    _, _, bp, bn = self._weights(w.new_zeros(()), b)
+                    bias = bias_share(op, s, bp) - bias_share(op, neg, bp) + bias_share(op, neg, bn)
+                report(shares, bias, den)
             if not bool(neg.any()):
                 return op.vjp(s, self._wp(w), x).mul_(x)
             out = op.vjp(s.sub_(neg), self._wp(w), x)
@@ -213,6 +257,12 @@ class Gamma(Rule):
         sign = flag
         a = torch.where(sign > 0, r, torch.zeros_like(r)) / stabilize(first, self.stabilizer)
         c = torch.where(sign < 0, r, torch.zeros_like(r)) / stabilize(second, self.stabilizer)
+        if shares is not None:
+            bias = a.new_zeros((), dtype=torch.float64)
+            if b is not None:
+                _, _, bp, bn = self._weights(w.new_zeros(()), b)
+                bias = bias_share(op, a, bp) + bias_share(op, c, bn)
+            report(shares, bias, dot(a, first) + dot(c, second))
         xp, xn = x.clamp(min=0), x.clamp(max=0)
         return xp * (op.vjp(a, wp, x) + op.vjp(c, wn, x)) + xn * (op.vjp(a, wn, x) + op.vjp(c, wp, x))
 
@@ -231,11 +281,14 @@ class WSquare(Rule):
     def forward(self, op, x, w, b):
         return op.forward(x, w, b), (x,)
 
-    def backward(self, op, saved, w, b, r):
+    def backward(self, op, saved, w, b, r, shares=None):
         (x,) = saved
         ws, bs = self.shares(w, b, r.dtype)
         z = op.forward(torch.ones_like(x, dtype=r.dtype), ws, bs)
-        return op.vjp(r / stabilize(z, self.stabilizer), ws, x)
+        g = r / stabilize(z, self.stabilizer)
+        if shares is not None:
+            report(shares, bias_share(op, g, bs), dot(g, z))
+        return op.vjp(g, ws, x)
 
 
 @dataclass(frozen=True)
@@ -275,6 +328,8 @@ class ZBox(Rule):
             # l·W⁺ + h·W⁻ applied to constant inputs does not depend on x: computed
             # once per weight and input shape, so ZBox costs one map like the gradient.
             lo, hi = bounds
+            if y.dtype in (torch.float16, torch.bfloat16):  # z = y - offset cancels: keep float32
+                y = y.float()
             offset = derived(w, ("zbox", op, lo, hi, tuple(x.shape), x.dtype, y.dtype, x.device), lambda: op.forward(
                 torch.ones_like(x), w.clamp(min=0) * lo + w.clamp(max=0) * hi, None))
             z = y - offset
@@ -285,9 +340,11 @@ class ZBox(Rule):
         z = op.forward(x, w, None) - op.forward(lo, w.clamp(min=0), None) - op.forward(hi, w.clamp(max=0), None)
         return y, (x, z)
 
-    def backward(self, op, saved, w, b, r):
+    def backward(self, op, saved, w, b, r, shares=None):
         x, z = saved
         g = r / stabilize(z, self.stabilizer)
+        if shares is not None:  # the bias is outside ZBox's denominator: it takes nothing
+            report(shares, g.new_zeros((), dtype=torch.float64), dot(g, z))
         # x·Wᵀg - l·W⁺ᵀg - h·W⁻ᵀg with Wᵀg = W⁺ᵀg + W⁻ᵀg: two transposed maps
         a, c = op.vjp_pair(g, _wpos(w), _wneg(w), x)
         bounds = self._scalar_bounds()
@@ -305,7 +362,7 @@ class Pass(Rule):
     def forward(self, op, x, w, b):
         return op.forward(x, w, b), (x,)
 
-    def backward(self, op, saved, w, b, r):
+    def backward(self, op, saved, w, b, r, shares=None):
         (x,) = saved
         if r.shape != x.shape:
             raise ValueError("The 'pass' rule needs a layer whose input and output have the same shape.")

@@ -1,0 +1,144 @@
+"""The ledger of relevance absorbed on the way down, per operation.
+
+Every LRP operation reports, in its backward, the relevance it received and the
+relevance it passed on.  Their difference is what it absorbed, so
+``explained == input_sum + absorbed`` holds whatever the rules do; that identity
+alone cannot reveal a wrong rule (one that drops half of its relevance balances the
+books just as well).  So each rule also reports the closed form of what it *should*
+absorb: the share of its bias (or of any other constant term: a positional
+embedding, a class token, a softmax's shift term) and the share of its stabiliser.
+Whatever remains, ``absorbed - bias - stabiliser``, is relevance lost to something
+that is neither, and :meth:`Book.summary` lists the operations where it is not zero.
+
+Figures stay 0-dim tensors until the end of the backward (no device synchronisation
+per layer); per batch row figures are kept while every tensor is batch-major.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+Tensor = torch.Tensor
+
+# relative size of "absorbed by something else" above which a rule is reported as leaking
+LEAK_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4}
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where an operation sits: its order in the forward pass, the module that ran
+    it, the kind of operation ("conv", "dense", "norm", "sum", "bias", "pool",
+    "product", "softmax", "constant", ...) and the rule it used."""
+
+    index: int
+    layer: str
+    kind: str
+    rule: str
+
+
+def _sum(t: Tensor) -> Tensor:
+    """Sum in (at least) float32, pairwise: accurate without a float64 copy of ``t``."""
+    if t.dtype in (torch.float16, torch.bfloat16):
+        return t.sum(dtype=torch.float32).double()
+    return t.sum().double()
+
+
+class Book:
+    """Collects one entry per operation and backward call."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[Site, Tensor, Tensor, Tensor | None, Tensor | None]] = []
+        self.rows: list[Tensor] | None = []
+        self.batch = 0
+
+    def reset(self, batch: int = 0) -> None:
+        self.entries = []
+        self.rows = [] if batch > 1 else None
+        self.batch = batch
+
+    # -- recording ------------------------------------------------------------------------------
+    def _row_sums(self, t: Tensor) -> Tensor | None:
+        if self.rows is None or t.dim() == 0 or t.shape[0] != self.batch:
+            self.rows = None
+            return None
+        return t.reshape(self.batch, -1).sum(1, dtype=torch.float64)
+
+    def absorb(self, site: Site, received: Tensor, *passed: Tensor | None,
+               bias: Tensor | None = None, den: Tensor | None = None) -> None:
+        """``received`` relevance of the output, ``passed`` relevances of the inputs.
+
+        A rule with a closed form gives ``den``, what it would pass on without its
+        stabiliser (Σ R/(z ± ε) · z), and ``bias``, the part of that which belongs to
+        constant terms; the stabiliser's share is then ``received - den``."""
+        got = _sum(received)
+        stab = None if den is None else got - den.double()
+        out = torch.zeros((), dtype=torch.float64, device=got.device)
+        rows = self._row_sums(received)
+        for p in passed:
+            if p is not None:
+                out = out + _sum(p)
+                if rows is not None:
+                    r = self._row_sums(p)
+                    rows = None if r is None else rows - r
+        self.entries.append((site, got, out, bias, stab))
+        if rows is not None and self.rows is not None:
+            self.rows.append(rows)
+
+    def absorb_constant(self, site: Site, part: Tensor) -> None:
+        """Relevance that lands on a constant (a class token concatenated to the input)."""
+        got = _sum(part)
+        self.entries.append((site, got, torch.zeros_like(got), got, torch.zeros_like(got)))
+        rows = self._row_sums(part)
+        if rows is not None and self.rows is not None:
+            self.rows.append(rows)
+
+    # -- reading ------------------------------------------------------------------------------
+    def total(self) -> float:
+        if not self.entries:
+            return 0.0
+        return float(torch.stack([e[1] - e[2] for e in self.entries]).sum())
+
+    def per_row(self) -> list[float] | None:
+        """Absorbed relevance per batch row, or None when it cannot be split."""
+        if self.rows is None:
+            return None
+        if not self.rows:
+            return [0.0] * self.batch
+        return [float(v) for v in torch.stack(self.rows).sum(0)]
+
+    def summary(self, dtype: torch.dtype) -> dict[str, Any]:
+        """``absorbed_by_kind``, ``ledger`` (one row per operation, forward order, calls
+        of the same operation merged) and ``ledger_leaks`` (rows where relevance went
+        to something that is neither a bias nor a stabiliser)."""
+        if not self.entries:
+            return {"absorbed_by_kind": {}, "ledger": [], "ledger_leaks": []}
+        nan = torch.tensor(float("nan"), dtype=torch.float64, device=self.entries[0][1].device)
+        table = torch.stack([torch.stack([e[1], e[2], nan if e[3] is None else e[3].double(),
+                                          nan if e[4] is None else e[4].double()]) for e in self.entries])
+        values = table.cpu().tolist()
+        merged: dict[Site, list[float]] = {}
+        for (site, *_), (got, out, bias, stab) in zip(self.entries, values):
+            row = merged.setdefault(site, [0.0, 0.0, 0.0, 0.0])
+            row[0] += got
+            row[1] += out
+            row[2] += bias
+            row[3] += stab
+        by_kind: dict[str, float] = {}
+        ledger, leaks = [], []
+        tol = LEAK_TOLERANCE.get(dtype, 1e-2)
+        for site in sorted(merged, key=lambda s: s.index):
+            got, out, bias, stab = merged[site]
+            absorbed = got - out
+            by_kind[site.kind] = by_kind.get(site.kind, 0.0) + absorbed
+            closed = bias == bias and stab == stab  # NaN: the rule has no closed form
+            other = absorbed - bias - stab if closed else absorbed
+            row = {"layer": site.layer, "op": site.kind, "rule": site.rule, "in": got, "out": out,
+                   "bias": bias if closed else None, "stabiliser": stab if closed else None, "other": other}
+            ledger.append(row)
+            scale = abs(got) + abs(out) + (abs(bias) + abs(stab) if closed else 0.0)
+            if abs(other) > tol * max(scale, 1e-300):
+                leaks.append(row)
+        return {"absorbed_by_kind": by_kind, "ledger": ledger, "ledger_leaks": leaks}

@@ -1,0 +1,151 @@
+"""Normalisation layers under LRP, as AttnLRP (Achtibat et al. 2024) treats them.
+
+LayerNorm, GroupNorm, InstanceNorm and RMSNorm compute
+``y = (x - μ(x)) / σ(x) · w + b`` (RMSNorm: no ``μ``, no ``b``).  The division by
+σ is held constant (the identity rule on the division), the centring ``x - μ(x)``
+is a linear map and ``w``, ``b`` a scale and a bias, so the whole layer is the
+linear map ``A x + b`` with ``A = diag(w/σ)(I - averaging)``, and the ε-rule gives
+
+    R_in = x ⊙ Aᵀ (R / (y ± ε)),    Aᵀ u = (w/σ)·u - mean over the group of (w/σ)·u.
+
+The bias takes its share (Σ g·b), nothing else is lost.  Passing the relevance of
+the whole layer to its input unchanged (the "identity" reading) is not the same
+thing: the relevance of ``y`` then lands on ``x`` where ``y`` and ``x`` differ
+arbitrarily, and the next ε-rule divides by ``x`` (on ViT-B the input share came
+out as -2,664 times the explained logit).
+
+An eval-mode BatchNorm with running statistics that could not be folded into a
+convolution is a per-channel affine map; its rule stays the identity (as zennit's),
+because pre-activation CNNs such as DenseNet depend on it being free of cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.autograd import Function
+
+from viewer.explain.lrp.affine import divide
+from viewer.explain.lrp.ledger import Book, Site
+from viewer.explain.lrp.ops import _save, _saved, own, result
+from viewer.explain.lrp.rules import dot
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """How the statistics of a normalisation are taken: ``groups`` > 0 splits dim 1
+    into that many groups and reduces over each group and all spatial dims
+    (GroupNorm, InstanceNorm); otherwise the last ``last`` dims are reduced
+    (LayerNorm, RMSNorm).  ``centre``: whether the mean is subtracted."""
+
+    groups: int = 0
+    last: int = 0
+    centre: bool = True
+
+    def _grouped(self, t: Tensor) -> Tensor:
+        return t.reshape(t.shape[0], self.groups, -1) if self.groups else t.reshape(*t.shape[: t.dim() - self.last], -1)
+
+    def stats(self, x: Tensor, eps: float) -> Tensor:
+        """1/σ broadcastable to x (σ the standard deviation, or the RMS)."""
+        xg = self._grouped(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x)
+        if self.centre:
+            var = xg.var(-1, unbiased=False, keepdim=True)
+        else:
+            var = xg.pow(2).mean(-1, keepdim=True)
+        inv = var.add_(eps).rsqrt_()
+        if self.groups:
+            per = x.shape[1] // self.groups
+            inv = inv.repeat_interleave(per, dim=1).reshape(x.shape[0], x.shape[1], *([1] * (x.dim() - 2)))
+        else:
+            inv = inv.reshape(*x.shape[: x.dim() - self.last], *([1] * self.last))
+        return inv
+
+    def centred(self, u: Tensor) -> Tensor:
+        """u minus its mean over each group (the transpose of the centring map)."""
+        if not self.centre:
+            return u
+        ug = self._grouped(u)
+        return (ug - ug.mean(-1, keepdim=True)).reshape(u.shape)
+
+
+class NormFn(Function):
+    """``y = fn(x)``, a normalisation, with the rule above; the product of ``factors``
+    is w/σ and ``shift`` is the bias (each broadcastable to x, or None)."""
+
+    @staticmethod
+    def forward(ctx, x, fn: Callable, grouping: Grouping, factors: tuple, shift, eps: float, book: Book, site: Site):
+        out = own(result(fn(x), x), x)
+        ctx.n = len(factors)
+        ctx.has_shift = shift is not None
+        _save(ctx, out, x, out, *factors, *([shift] if shift is not None else []))
+        ctx.grouping, ctx.eps, ctx.book, ctx.site = grouping, eps, book, site
+        return out
+
+    @staticmethod
+    def backward(ctx, r):
+        x, y, *rest = _saved(ctx, r.dtype)
+        factors, shift = rest[: ctx.n], (rest[ctx.n] if ctx.has_shift else None)
+        g = divide(r, y, ctx.eps)
+        den = dot(g, y)
+        bias = den.new_zeros(()) if shift is None else (g * shift).sum(dtype=torch.float64)
+        for f in factors:
+            g = g.mul_(f)
+        r_in = ctx.grouping.centred(g).mul_(x)
+        ctx.book.absorb(ctx.site, r, r_in, bias=bias, den=den)
+        return r_in, None, None, None, None, None, None, None
+
+
+def _channel(t: Tensor | None, x: Tensor) -> Tensor | None:
+    """A per-channel vector shaped to broadcast against (N, C, *spatial)."""
+    return None if t is None else t.reshape(1, -1, *([1] * (x.dim() - 2)))
+
+
+def _factors(*ts: Tensor | None) -> tuple[Tensor, ...]:
+    return tuple(t for t in ts if t is not None)
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    grouping = Grouping(last=len(tuple(normalized_shape)))
+    factors = _factors(grouping.stats(x, eps), weight)
+    return grouping, factors, bias, lambda t: F.layer_norm(t, normalized_shape, weight, bias, eps)
+
+
+def rms_norm(x, normalized_shape, weight=None, eps=None):
+    grouping = Grouping(last=len(tuple(normalized_shape)), centre=False)
+    e = torch.finfo(x.dtype).eps if eps is None else eps
+    factors = _factors(grouping.stats(x, e), weight)
+    return grouping, factors, None, lambda t: F.rms_norm(t, normalized_shape, weight, eps)
+
+
+def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    grouping = Grouping(groups=int(num_groups))
+    inv = grouping.stats(x, eps)
+    factors = (inv if weight is None else inv * _channel(weight, x),)
+    return grouping, factors, _channel(bias, x), lambda t: F.group_norm(t, num_groups, weight, bias, eps)
+
+
+def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
+                  momentum=0.1, eps=1e-5):
+    def fn(t):
+        return F.instance_norm(t, running_mean, running_var, weight, bias, use_input_stats, momentum, eps)
+
+    if use_input_stats or running_mean is None:
+        grouping = Grouping(groups=x.shape[1])
+        inv = grouping.stats(x, eps)
+        return grouping, (inv if weight is None else inv * _channel(weight, x),), _channel(bias, x), fn
+    # running statistics: a per-channel affine map whose constant part is a bias
+    scale = _channel(running_var.add(eps).rsqrt(), x)
+    if weight is not None:
+        scale = scale * _channel(weight, x)
+    shift = -_channel(running_mean, x) * scale
+    if bias is not None:
+        shift = shift + _channel(bias, x)
+    return Grouping(centre=False), (scale,), shift, fn
+
+
+PARSERS = {"layer_norm": layer_norm, "rms_norm": rms_norm, "group_norm": group_norm, "instance_norm": instance_norm}
