@@ -55,3 +55,45 @@ def test_suffix_and_overwrite_rules(tmp_path: Path) -> None:
     assert len(path.read_text().splitlines()) == 2
     write_metrics(ROWS, path, overwrite=True)
     assert len(path.read_text().splitlines()) == 3
+
+
+HOSTILE_LABELS = ['=HYPERLINK("http://x","y")', "@SUM(A1)", "+1", "-cmd", "\tx", "\rx", "\nx",
+                  "\uff1dSUM(A1)", "\uff20SUM(A1)"]
+
+
+def test_spreadsheet_safe_escapes_formula_starts_and_leaves_numbers() -> None:
+    from viewer.io.report import from_spreadsheet_safe, spreadsheet_safe
+
+    for label in HOSTILE_LABELS:
+        assert spreadsheet_safe(label) == "'" + label
+        assert spreadsheet_safe(spreadsheet_safe(label)) == "'" + label  # idempotent
+        assert from_spreadsheet_safe(spreadsheet_safe(label)) == label
+    for plain in ("lesion left", "a=b", "x-1", "'already quoted", ""):
+        assert spreadsheet_safe(plain) == plain and from_spreadsheet_safe(plain) == plain
+    for number in (-0.5, -3, np.float32(-2.0), True):
+        assert spreadsheet_safe(number) is number
+
+
+def test_csv_cells_and_headers_from_labels_are_text_in_spreadsheets(tmp_path: Path) -> None:
+    rows = [{"case": label, "probabilities": {label: -0.25}, "delta": -1.5, "count": -3, "f32": np.float32(-0.5),
+             "note": ["-x"]}
+            for label in HOSTILE_LABELS]
+    rows.append({"case": "-cmd", "probabilities": {"=x": 0.5}, "path": Path("-p")})
+    path = write_metrics(rows, tmp_path / "m.csv")
+    with open(path, newline="") as fh:
+        table = list(csv.reader(fh))
+    header, body = table[0], table[1:]
+    assert header[:1] == ["case"]
+    assert [h for h in header if h.startswith("probabilities.")] == [f"probabilities.{x}" for x in HOSTILE_LABELS] + \
+        ["probabilities.=x"]  # do not start with a formula character: left as they are
+    assert [r[0] for r in body] == ["'" + x for x in HOSTILE_LABELS] + ["'-cmd"]
+    first = dict(zip(header, body[0]))
+    # numbers stay numbers, even negative ones; only text is escaped
+    assert (first["delta"], first["count"], first["f32"]) == ("-1.5", "-3", "-0.5")
+    assert first[f"probabilities.{HOSTILE_LABELS[0]}"] == "-0.25"
+    assert first["note"] == '["-x"]'  # a list is written as JSON text, which starts with a bracket
+    assert dict(zip(header, body[-1]))["path"] == "'-p"
+    # a header that is itself a label (no prefix) is escaped too
+    path = write_metrics([{"=cmd|' /C calc'!A0": 1.0, "@x": "ok"}], tmp_path / "h.csv")
+    with open(path, newline="") as fh:
+        assert next(csv.reader(fh)) == ["'=cmd|' /C calc'!A0", "'@x"]
