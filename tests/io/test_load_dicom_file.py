@@ -10,7 +10,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.pixels.decoders.base import Decoder
 from scan_data import dicom_file
 
-from viewer.io import CorruptFileError, MissingDecoderError, NoPixelDataError, ScanLoadError, load_scan
+from viewer.io import CorruptFileError, MissingDecoderError, NoPixelDataError, load_scan
 
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -167,24 +167,6 @@ def test_enhanced_multiframe_per_frame_positions():
         ipp = item.PlanePositionSequence[0].ImagePositionPatient
         world = pixel_world_ras(ipp, iop, spacing, ds.Rows, ds.Columns)
         assert_at_world(scan, world, frames[f])
-
-
-def test_multiframe_without_geometry_loads_one_frame():
-    path = dicom_file("emri_small.dcm")
-    frames = pydicom.dcmread(path).pixel_array
-    scan = load_scan(path)
-    assert scan.planar and scan.shape == (64, 64, 1) and scan.meta["frames"] == 10
-    np.testing.assert_array_equal(planar_file_view(scan), frames[0])
-    np.testing.assert_array_equal(planar_file_view(load_scan(path, frame=7)), frames[7])
-    with pytest.raises(ScanLoadError, match="frame 0 to 9"):
-        load_scan(path, frame=10)
-
-
-@pytest.mark.parametrize("variant", ["emri_small_RLE.dcm", "emri_small_jpeg_ls_lossless.dcm",
-                                     "emri_small_jpeg_2k_lossless.dcm", "emri_small_big_endian.dcm"])
-def test_multiframe_codecs(variant):
-    np.testing.assert_array_equal(load_scan(dicom_file(variant), frame=4).data,
-                                  load_scan(dicom_file("emri_small.dcm"), frame=4).data)
 
 
 def test_rt_dose_grid_frames_scaled():

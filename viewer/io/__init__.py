@@ -7,6 +7,7 @@ from viewer.io.errors import (
     MissingDecoderError,
     NoPixelDataError,
     ScanLoadError,
+    ScanTooLargeError,
     SessionFileError,
     UnsupportedFormatError,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "NoPixelDataError",
     "InconsistentSeriesError",
     "MissingDecoderError",
+    "ScanTooLargeError",
     "ExportError",
     "SessionFileError",
 ]

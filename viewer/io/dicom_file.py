@@ -6,6 +6,8 @@
 * Without them (CR/DX/US/XA/secondary capture) it is a planar 2D image. A multi-frame file
   without geometry (ultrasound cine, XA run) loads *one* frame — ``frame``, default the
   first — because its frames are time points, not slices; ``meta["frames"]`` says how many.
+* A multi-frame MR/CT/PT/NM file whose frames carry no positions is stacked as a volume
+  (:mod:`viewer.io.dicom_frames`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from viewer.io.dicom_meta import has_pixels, is_dicomdir, sop_class_name
+from viewer.io.dicom_frames import decode_all, frames_are_slices, load_stacked_frames
+from viewer.io.dicom_meta import dicom_warnings_withheld, has_pixels, is_dicomdir, sop_class_name
 from viewer.io.dicom_pixels import decode_frames, functional_item, in_plane_spacing, rescale_of, to_grey
 from viewer.io.dicom_volume import FrameRef, build_planar, build_stack
 from viewer.io.errors import CorruptFileError, NoPixelDataError, ScanLoadError, UnsupportedFormatError
+from viewer.io.notes import no_pixel_size_note
 from viewer.io.scan import Scan
 
 
@@ -57,6 +61,11 @@ def check_image(ds: Dataset, name: str) -> None:
 
 
 def load_dicom_file(path: Path, frame: int = 0) -> Scan:
+    with dicom_warnings_withheld():
+        return _load_file(path, frame)
+
+
+def _load_file(path: Path, frame: int) -> Scan:
     force = False
     with open(path, "rb") as fh:
         head = fh.read(132)
@@ -105,11 +114,13 @@ def scan_from_dataset(ds: Dataset, path: Path, frame: int = 0) -> Scan:
         offsets = ds.get("GridFrameOffsetVector")
         if n_frames > 1 and offsets is not None and len(offsets) == n_frames:
             return _grid_frames(ds, path, iop, ipp, spacing, [float(o) for o in offsets], notes)
+        if n_frames > 1 and frames_are_slices(ds):
+            return load_stacked_frames(ds, path, iop, ipp, spacing, frame, notes)
         index = _check_frame(frame, n_frames, name)
         if n_frames > 1:
-            notes.append(f"{n_frames} frames without per-frame positions; showing frame {index} as one slice.")
+            notes.append(_one_frame_note(n_frames, index))
         if spacing is None:
-            notes.append("No PixelSpacing in the file; pixels taken as 1 × 1 mm.")
+            notes.append(no_pixel_size_note())
             spacing = (1.0, 1.0)
         frames = to_grey(decode_frames(ds, name, index=index if n_frames > 1 else None))
         ref = FrameRef(ds, name, 0, ipp, iop, spacing, rescale_of(ds))
@@ -117,17 +128,23 @@ def scan_from_dataset(ds: Dataset, path: Path, frame: int = 0) -> Scan:
         return build_stack([ref], lambda r: frames[0], f"DICOM file {name} ({modality}, {kind})", str(path),
                            notes, extra)
 
+    if n_frames > 1 and frames_are_slices(ds):
+        return load_stacked_frames(ds, path, None, None, spacing, frame, notes)
     index = _check_frame(frame, n_frames, name)
     frames = to_grey(decode_frames(ds, name, index=index if n_frames > 1 else None))
     extra = {"format": "DICOM"}
     if n_frames > 1:
         extra.update(frames=n_frames, frame=index)
-        notes.append(
-            f"{n_frames} frames without patient geometry (cine/run); showing frame {index}. "
-            "Choose another with load_scan(path, frame=...)."
-        )
+        notes.append(_one_frame_note(n_frames, index))
     return build_planar(ds, frames[0], rescale_of(ds), spacing, f"DICOM file {name} ({modality}, {kind})",
                         str(path), notes, extra)
+
+
+def _one_frame_note(n_frames: int, index: int) -> str:
+    return (
+        f"The file holds {n_frames} frames taken one after another (a cine loop or run), not slices of a volume; "
+        f"showing frame {index} alone (frames are numbered 0 to {n_frames - 1}; choose another with frame=...)."
+    )
 
 
 def _check_frame(frame: int, n_frames: int, name: str) -> int:
@@ -159,7 +176,7 @@ def _enhanced(ds: Dataset, path: Path, per_frame, notes: list[str]) -> Scan:
         temporal = int(content.get("TemporalPositionIndex") or 0) if content is not None else 0
         refs.append(FrameRef(ds, name, f, ipp, iop, spacing, rescale_of(ds, item), item, (temporal, f)))
     refs = _largest_orientation(refs, notes)
-    frames = to_grey(decode_frames(ds, name))
+    frames, held = decode_all(ds, name)
     kind = sop_class_name(ds)
     return build_stack(
         refs,
@@ -168,6 +185,7 @@ def _enhanced(ds: Dataset, path: Path, per_frame, notes: list[str]) -> Scan:
         str(path),
         notes,
         {"format": "DICOM enhanced multi-frame", "frames": n_frames},
+        held_bytes=held,
     )
 
 
@@ -182,10 +200,10 @@ def _grid_frames(ds: Dataset, path: Path, iop, ipp, spacing, offsets: list[float
         FrameRef(ds, path.name, f, ipp + (o - base) * normal, iop, spacing or (1.0, 1.0), rescale, None, (f,))
         for f, o in enumerate(offsets)
     ]
-    frames = to_grey(decode_frames(ds, path.name))
+    frames, held = decode_all(ds, path.name)
     return build_stack(refs, lambda r: frames[r.frame], f"DICOM file {path.name} ({ds.get('Modality', 'OT')}, "
                        f"{len(offsets)} frames)", str(path), notes,
-                       {"format": "DICOM multi-frame", "frames": len(offsets)})
+                       {"format": "DICOM multi-frame", "frames": len(offsets)}, held_bytes=held)
 
 
 def _largest_orientation(refs: list[FrameRef], notes: list[str]) -> list[FrameRef]:

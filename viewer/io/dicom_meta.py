@@ -8,8 +8,13 @@ or free-text study descriptions.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
+import os
+import warnings
+from typing import Any, Iterator
+
+import pydicom
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID
@@ -50,6 +55,30 @@ DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
 _pydicom_log = logging.getLogger("pydicom")
 _pydicom_log.addHandler(logging.NullHandler())
 _pydicom_log.propagate = False
+
+_PYDICOM_DIR = os.path.dirname(pydicom.__file__)
+
+
+@contextlib.contextmanager
+def dicom_warnings_withheld() -> Iterator[None]:
+    """Withhold pydicom's warnings while DICOM is read; let every other warning through.
+
+    pydicom warns about malformed header values by quoting them, and a quoted value can
+    be a patient's name, so its warnings must not reach the console. What they signal
+    that matters for the pixels (pixel data shorter or longer than the header says, an
+    unusable rescale) is checked by the readers themselves and reported as an error or
+    a note. Local to one read: the process-wide filter is restored on exit (Python's
+    ``catch_warnings`` is not thread-local, so a warning raised by another thread during
+    the read is collected here too, and re-issued unless it came from pydicom).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            others = [w for w in caught if not os.path.abspath(w.filename).startswith(_PYDICOM_DIR)]
+    for w in others:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def _plain(value: Any) -> Any:

@@ -14,7 +14,8 @@ for LUT-based modality transforms, where it is exact and rare).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -24,7 +25,9 @@ from pydicom.pixels.decoders.base import get_decoder
 
 from viewer.io import dicom_codecs
 from viewer.io.dicom_meta import transfer_syntax
+from viewer.io.dicom_pixel_data import pixel_length_problem
 from viewer.io.errors import CorruptFileError, MissingDecoderError
+from viewer.io.memory import check_size
 
 # ITU-R BT.601 luma weights: what "grey" means for a colour medical image.
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -94,8 +97,17 @@ def decode_frames(ds: Dataset, name: str, index: int | None = None) -> np.ndarra
     """
     ensure_decoder(ds, name)
     try:
+        size = (int(ds.Columns), int(ds.Rows), 1 if index is not None else max(int(ds.get("NumberOfFrames") or 1), 1))
+    except (AttributeError, TypeError, ValueError):
+        size = None
+    if size is not None:
+        check_size(size, name)  # before decoding: an empty axis or a huge frame count fails fast
+    problem = pixel_length_problem(ds)
+    if problem:
+        raise CorruptFileError(f"{name}: {problem}")
+    try:
         arr = decode_pixels(ds, index=index)
-    except MissingDecoderError:
+    except (MissingDecoderError, MemoryError):
         raise
     except RuntimeError as exc:
         ts = transfer_syntax(ds)
@@ -109,6 +121,8 @@ def decode_frames(ds: Dataset, name: str, index: int | None = None) -> np.ndarra
     if str(ds.get("PhotometricInterpretation", "")).startswith("PALETTE"):
         try:
             arr = apply_color_lut(arr, ds)
+        except MemoryError:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise _damaged(name, exc, what="palette colour table") from None
     colour = int(ds.get("SamplesPerPixel", 1) or 1) > 1 or str(ds.get("PhotometricInterpretation", "")).startswith(
@@ -116,58 +130,6 @@ def decode_frames(ds: Dataset, name: str, index: int | None = None) -> np.ndarra
     )
     if arr.ndim == (3 if colour else 2):
         arr = arr[np.newaxis]
-    return arr
-
-
-_NATIVE = {
-    "1.2.840.10008.1.2": "<",  # implicit VR little endian
-    "1.2.840.10008.1.2.1": "<",  # explicit VR little endian
-    "1.2.840.10008.1.2.2": ">",  # explicit VR big endian (retired)
-}
-
-
-def read_native_frame(ds: Dataset, path: str) -> np.ndarray | None:
-    """Stored values of a plain uncompressed single-frame greyscale file, read straight from disk.
-
-    The common case of a CT/MR series. pydicom's general pipeline costs about as much
-    as reading the file; this reads the bytes at the recorded offset of the deferred
-    Pixel Data element and applies the same unused-bit correction pydicom does
-    (mask for unsigned, sign-extend for signed). Returns None whenever any condition
-    for that shortcut is not met, and the caller falls back to pydicom.
-    """
-    if 0x7FE00010 not in ds:
-        return None
-    raw = ds.get_item(0x7FE00010, keep_deferred=True)  # offset and length only; pixels not read
-    ts = transfer_syntax(ds)
-    if raw is None or ts is None or str(ts) not in _NATIVE or getattr(raw, "value", b"") is not None:
-        return None
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        allocated, stored = int(ds.BitsAllocated), int(ds.BitsStored)
-        signed = int(ds.PixelRepresentation) == 1
-        if (int(ds.get("SamplesPerPixel", 1) or 1) != 1 or allocated not in (8, 16, 32)
-                or int(ds.get("NumberOfFrames", 1) or 1) != 1 or not 0 < stored <= allocated
-                or not str(ds.get("PhotometricInterpretation", "")).startswith("MONOCHROME")):
-            return None
-    except (AttributeError, TypeError, ValueError):
-        return None
-    nbytes = rows * cols * allocated // 8
-    if raw.length not in (nbytes, nbytes + 1):
-        return None
-    dtype = np.dtype(f"{_NATIVE[str(ts)]}{'i' if signed else 'u'}{allocated // 8}")
-    buf = bytearray(nbytes)
-    with open(path, "rb") as fh:
-        fh.seek(raw.value_tell)
-        if fh.readinto(buf) != nbytes:
-            return None
-    arr = np.frombuffer(buf, dtype=dtype).reshape(rows, cols)
-    if stored < allocated:
-        shift = allocated - stored
-        if signed:
-            arr <<= shift
-            arr >>= shift
-        else:
-            arr &= dtype.type((1 << stored) - 1)
     return arr
 
 
@@ -185,9 +147,6 @@ def to_grey(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-COLOUR_NOTE = "Colour image converted to grey as 0.299 R + 0.587 G + 0.114 B (ITU-R BT.601 luma)."
-
-
 @dataclass(frozen=True)
 class Rescale:
     """The modality transform of one frame: ``slope * stored + intercept``, or a LUT."""
@@ -195,6 +154,7 @@ class Rescale:
     slope: float = 1.0
     intercept: float = 0.0
     lut_source: Dataset | None = None  # a dataset holding ModalityLUTSequence
+    note: str = field(default="", compare=False)  # what was assumed when the file's values were unusable
 
     @property
     def is_identity(self) -> bool:
@@ -243,10 +203,7 @@ def rescale_of(ds: Dataset, frame_item: Dataset | None = None) -> Rescale:
     item = functional_item(ds, frame_item, "PixelValueTransformationSequence")
     for holder in (item, ds):
         if holder is not None and "RescaleSlope" in holder and "RescaleIntercept" in holder:
-            try:
-                return Rescale(_first(holder.RescaleSlope), _first(holder.RescaleIntercept))
-            except (TypeError, ValueError):
-                break
+            return checked_rescale(_number(holder, "RescaleSlope"), _number(holder, "RescaleIntercept"))
     if ds.get("ModalityLUTSequence"):
         return Rescale(lut_source=ds)
     if "DoseGridScaling" in ds:  # RT Dose: stored values × scaling = Gy
@@ -255,6 +212,46 @@ def rescale_of(ds: Dataset, frame_item: Dataset | None = None) -> Rescale:
         except (TypeError, ValueError):
             pass
     return Rescale()
+
+
+def _number(holder: Dataset, keyword: str) -> float | None:
+    try:
+        return _first(holder[keyword].value)
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None
+
+
+def checked_rescale(slope: float | None, intercept: float | None) -> Rescale:
+    """The file's slope/intercept, or a stated substitute when they cannot be right.
+
+    A slope of 0 makes every pixel the intercept, and a slope or intercept that is not
+    a number (NaN, infinite, unreadable) makes every pixel NaN: an image that looks
+    empty, with no hint why. Such values are replaced (slope 1, intercept 0) and the
+    note says so, because the stored values still show the anatomy.
+    """
+    bad_slope = slope is None or not math.isfinite(slope) or slope == 0.0
+    bad_intercept = intercept is None or not math.isfinite(intercept)
+    if not (bad_slope or bad_intercept):
+        return Rescale(slope, intercept)  # type: ignore[arg-type]
+    parts = []
+    if bad_slope:
+        parts.append(f"rescale slope is {_shown(slope)}, which would make every pixel "
+                     + ("the same value" if slope == 0.0 else "unknown") + "; slope 1 was used")
+    if bad_intercept:
+        parts.append(f"rescale intercept is {_shown(intercept)}; intercept 0 was used")
+    note = (
+        "The file's " + ", and its ".join(parts) + ". The image shows the anatomy, but its values (e.g. "
+        "Hounsfield units) may be wrong: do not measure on it; compare with the scanner's own viewer."
+    )
+    return Rescale(1.0 if bad_slope else slope, 0.0 if bad_intercept else intercept, note=note)  # type: ignore[arg-type]
+
+
+def _shown(value: float | None) -> str:
+    if value is None:
+        return "unreadable"
+    if math.isnan(value):
+        return "not a number (NaN)"
+    return "infinite" if math.isinf(value) else f"{value:g}"
 
 
 def stored_range(ds: Dataset) -> tuple[int, int]:

@@ -27,15 +27,15 @@ from pydicom.dataset import Dataset
 
 from viewer.io.dicom_file import frame_count, scan_from_dataset, vector_of
 from viewer.io.dicom_geometry import same_orientation
-from viewer.io.dicom_meta import has_pixels, is_dicomdir, sop_class_name
-from viewer.io.dicom_pixels import decode_frames, in_plane_spacing, read_native_frame, rescale_of, to_grey
+from viewer.io.dicom_meta import dicom_warnings_withheld, has_pixels, is_dicomdir, sop_class_name
+from viewer.io.dicom_pixel_data import PIXEL_DATA, UNDEFINED_LENGTH, pixel_length_problem, read_native_frame
+from viewer.io.dicom_pixels import decode_frames, in_plane_spacing, rescale_of, to_grey
 from viewer.io.dicom_volume import FrameRef, build_planar, build_stack
 from viewer.io.errors import CorruptFileError, NoPixelDataError, ScanLoadError
-from viewer.io.load import looks_like_headerless_dicom
+from viewer.io.folder_files import MAX_DEPTH, list_files
+from viewer.io.notes import no_pixel_size_note
 from viewer.io.scan import Scan
-
-PIXEL_DATA = 0x7FE00010
-UNDEFINED_LENGTH = 0xFFFFFFFF
+from viewer.io.sniff import looks_like_headerless_dicom
 
 
 @dataclass
@@ -88,14 +88,18 @@ class FolderScan:
     non_dicom: int = 0
     dicomdir: int = 0
     unreadable: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)  # pixel data length does not match the header
     no_image: Counter = field(default_factory=Counter)
+    special: int = 0
+    too_deep: int = 0
 
 
 def scan_folder(folder: Path) -> FolderScan:
     """Read every file's header once and group the images (see module docstring)."""
     result = FolderScan(groups=[])
-    paths = sorted(p for p in folder.rglob("*") if p.is_file())
-    result.files = len(paths)
+    listing = list_files(folder)
+    paths = listing.files
+    result.files, result.special, result.too_deep = len(paths), listing.special, listing.too_deep
     for path in paths:
         if path.name.upper() == "DICOMDIR":
             result.dicomdir += 1
@@ -115,6 +119,9 @@ def scan_folder(folder: Path) -> FolderScan:
             continue
         if _truncated(ds, path):
             result.unreadable.append(path.name)
+            continue
+        if pixel_length_problem(ds):
+            result.mismatched.append(path.name)
             continue
         image = Image(path, ds, vector_of(ds, "ImageOrientationPatient", 6), vector_of(ds, "ImagePositionPatient", 3),
                       in_plane_spacing(ds), frame_count(ds), (ds.get("Rows"), ds.get("Columns")))
@@ -201,6 +208,11 @@ def _name_groups(groups: list[Group]) -> None:
 
 def load_dicom_folder(folder: Path, series: str | None = None) -> Scan:
     """Load the largest (or the chosen) series of a folder; see module docstring."""
+    with dicom_warnings_withheld():
+        return _load_folder(folder, series)
+
+
+def _load_folder(folder: Path, series: str | None) -> Scan:
     found = scan_folder(folder)
     if not found.groups:
         raise _nothing_to_load(folder, found)
@@ -222,7 +234,7 @@ def load_dicom_folder(folder: Path, series: str | None = None) -> Scan:
         "folder_files": found.files,
         "skipped_non_dicom": found.non_dicom,
         "skipped_dicomdir": found.dicomdir,
-        "skipped_unreadable": list(found.unreadable),
+        "skipped_unreadable": list(found.unreadable) + list(found.mismatched),
         "skipped_non_image": dict(found.no_image),
         "other_series": [g.describe() for g in ranked if g is not chosen],
         "series": chosen.uid,
@@ -245,7 +257,7 @@ def load_dicom_folder(folder: Path, series: str | None = None) -> Scan:
         for img in chosen.images
     ]
     if first.spacing is None:
-        notes.append("No PixelSpacing in the files; pixels taken as 1 × 1 mm.")
+        notes.append(no_pixel_size_note())
     return build_stack(refs, _read_frame, source, str(folder), notes, extra)
 
 
@@ -308,23 +320,43 @@ def _skipped_note(found: FolderScan) -> str:
     if found.no_image:
         parts.append(", ".join(f"{n} {kind} object(s) without image" for kind, n in found.no_image.items()))
     if found.unreadable:
-        names = ", ".join(found.unreadable[:5]) + (" …" if len(found.unreadable) > 5 else "")
-        parts.append(f"{len(found.unreadable)} damaged or truncated file(s) ({names})")
-    return ("Skipped " + "; ".join(parts) + ".") if parts else ""
+        parts.append(f"{len(found.unreadable)} damaged or truncated file(s) ({_names(found.unreadable)})")
+    if found.mismatched:
+        parts.append(f"{len(found.mismatched)} damaged file(s) whose pixel data does not match the image size in "
+                     f"their header, so their values would be wrong ({_names(found.mismatched)})")
+    if found.special:
+        parts.append(f"{found.special} pipe(s), device(s) or broken link(s), which were not opened")
+    text = ("Skipped " + "; ".join(parts) + ".") if parts else ""
+    if found.unreadable or found.mismatched:
+        text += " If a skipped file was an image of this series, it is missing from the scan."
+    if found.too_deep:
+        text += (f" {found.too_deep} folder(s) more than {MAX_DEPTH} levels down were not searched; open such a "
+                 "folder directly if it holds images.")
+    return text.strip()
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (" …" if len(names) > 5 else "")
 
 
 def _nothing_to_load(folder: Path, found: FolderScan) -> ScanLoadError:
     if found.files == 0:
-        return ScanLoadError(f"The folder {folder.name} is empty. Choose the folder that holds the DICOM files.")
+        deep = (f" (folders more than {MAX_DEPTH} levels down were not searched; open the folder that holds the "
+                "images directly)") if found.too_deep else ""
+        return ScanLoadError(
+            f"The folder {folder.name} holds no files{deep}. Choose the folder that holds the DICOM files."
+        )
     if found.no_image:
         kinds = ", ".join(f"{n} {kind}" for kind, n in found.no_image.items())
         return NoPixelDataError(
             f"{folder.name} holds only DICOM objects without images ({kinds}). "
             "Open the folder of an image series (CT, MR, X-ray, ...) instead."
         )
-    if found.unreadable:
+    if found.unreadable or found.mismatched:
+        bad = len(found.unreadable) + len(found.mismatched)
+        why = " (their pixel data does not match the image size in their header)" if found.mismatched else ""
         return CorruptFileError(
-            f"{folder.name}: all {len(found.unreadable)} DICOM file(s) are damaged or truncated. "
+            f"{folder.name}: all {bad} DICOM file(s) are damaged or truncated{why}. "
             "Copy or export the series again."
         )
     if found.dicomdir and not found.non_dicom:

@@ -21,7 +21,6 @@ from pydicom.dataset import Dataset
 from viewer.io.dicom_geometry import plan_stack, resample_slices
 from viewer.io.dicom_meta import allowed_meta
 from viewer.io.dicom_pixels import (
-    COLOUR_NOTE,
     Rescale,
     colour_window,
     inversion_constant,
@@ -30,6 +29,7 @@ from viewer.io.dicom_pixels import (
     window_of,
 )
 from viewer.io.memory import ensure_fits
+from viewer.io.notes import COLOUR, no_pixel_size_note, nonfinite_count, nonfinite_note
 from viewer.io.orientation import canonical_plan, spacing_of
 from viewer.io.scan import Scan
 
@@ -60,8 +60,13 @@ def build_stack(
     path: str,
     notes: list[str],
     extra_meta: dict[str, Any] | None = None,
+    held_bytes: int = 0,
 ) -> Scan:
-    """A geometric scan from frames that share orientation, size and pixel spacing."""
+    """A geometric scan from frames that share orientation, size and pixel spacing.
+
+    ``held_bytes``: memory ``read`` holds while the stack is built (a multi-frame file
+    decodes all its frames at its first call), counted in the memory check.
+    """
     first = refs[0].ds
     thickness = _positive(first.get("SliceThickness")) or _positive(first.get("SpacingBetweenSlices")) or 1.0
     plan = plan_stack(
@@ -74,10 +79,14 @@ def build_stack(
     notes = notes + plan.notes
     rows, cols = int(first.Rows), int(first.Columns)
     grid = canonical_plan(plan.affine, (cols, rows, plan.n_out))
-    ensure_fits(grid.shape, source, extra_bytes=rows * cols * 8)
+    ordered = [refs[i] for i in plan.order]
+    plane = rows * cols * 4
+    resampling = (len(ordered) + plan.n_out) * plane if plan.targets is not None else 0
+    ensure_fits(grid.shape, source, extra_bytes=2 * plane + resampling + held_bytes)
     buffer = grid.slice_buffer()
     colour = is_colour(first)
-    ordered = [refs[i] for i in plan.order]
+    for note in dict.fromkeys(r.rescale.note for r in ordered if r.rescale.note):
+        notes.append(note)
     uniform = len({r.rescale.key() for r in ordered}) == 1 and ordered[0].rescale.lut_source is None
 
     def value(ref: FrameRef) -> np.ndarray:
@@ -107,8 +116,7 @@ def build_stack(
     meta = allowed_meta(first)
     window = _finish_values(buffer, first, ordered[0], colour, notes, meta)
     meta.update(extra_meta or {})
-    if grid.source_codes != "RAS":
-        notes.append(f"Reoriented from {grid.source_codes} to RAS voxel order (affine updated, no resampling).")
+    meta["original_orientation"] = grid.source_codes  # reordering axes changes no value: a fact, not a note
     meta["notes"] = notes
     meta["slices"] = plan.n_out
     return Scan(
@@ -126,40 +134,47 @@ def build_stack(
 
 def build_planar(
     ds: Dataset,
-    frame: np.ndarray,
+    frames: np.ndarray,
     rescale: Rescale,
     spacing_rc: tuple[float, float] | None,
     source: str,
     path: str,
     notes: list[str],
     extra_meta: dict[str, Any] | None = None,
+    slice_mm: float = 1.0,
 ) -> Scan:
-    """A 2D image without patient geometry, laid out as the file shows it.
+    """An image without patient geometry, laid out as the file shows it.
 
-    ``data[i, j, 0]`` is the pixel at column ``i``, row ``H − 1 − j`` (see :class:`Scan`).
+    ``frames`` is one frame ``(rows, cols)`` or a stack ``(n, rows, cols)`` of frames
+    that are slices ``slice_mm`` apart in file order. ``data[i, j, k]`` is the pixel at
+    column ``i``, row ``H − 1 − j`` of frame ``k`` (see :class:`Scan`).
     """
-    rows, cols = frame.shape[:2]
-    ensure_fits((cols, rows, 1), source)
+    stack = frames if frames.ndim == 3 else frames[np.newaxis]
+    n, rows, cols = stack.shape
+    ensure_fits((cols, rows, n), source, extra_bytes=rows * cols * 8)
     colour = is_colour(ds)
-    data = np.empty((1, rows, cols), dtype=np.float32)
-    data[0] = frame if (colour or rescale.lut_source is None) else rescale.values(frame)
+    data = np.empty((n, rows, cols), dtype=np.float32)
+    for k in range(n):  # rows reversed on the destination, so the source is read contiguously
+        data[k, ::-1, :] = stack[k] if (colour or rescale.lut_source is None) else rescale.values(stack[k])
     if not colour and rescale.lut_source is None:
         rescale.apply_inplace(data)
+    if rescale.note:
+        notes.append(rescale.note)
     meta = allowed_meta(ds)
     window = _finish_values(data, ds, None, colour, notes, meta, rescale=rescale)
     if spacing_rc is None:
-        notes.append("No pixel spacing in the file; pixels are taken as 1 × 1 mm.")
+        notes.append(no_pixel_size_note())
         spacing_rc = (1.0, 1.0)
     row_mm, col_mm = spacing_rc
-    affine = np.diag([col_mm, row_mm, 1.0, 1.0])
+    affine = np.diag([col_mm, row_mm, slice_mm, 1.0])
     meta.update(extra_meta or {})
     meta["notes"] = notes
-    # (1, rows, cols) → (cols, rows, 1) with rows reversed: data[i, j, 0] = file[H-1-j, i]
-    planar = data[:, ::-1, :].transpose(2, 1, 0)
+    # (n, rows, cols) with rows already reversed → (cols, rows, n): a view with positive strides
+    planar = data.transpose(2, 1, 0)
     return Scan(
-        data=np.ascontiguousarray(planar),
+        data=np.ascontiguousarray(planar) if n == 1 else planar,
         affine=affine,
-        spacing=(col_mm, row_mm, 1.0),
+        spacing=(col_mm, row_mm, slice_mm),
         modality=str(ds.get("Modality") or "OT"),
         window=window,
         meta=meta,
@@ -180,7 +195,7 @@ def _finish_values(
 ) -> tuple[float, float] | None:
     """MONOCHROME1 inversion, colour note, non-finite count; returns the default window."""
     if colour:
-        notes.append(COLOUR_NOTE)
+        notes.append(COLOUR)
         return colour_window(values)
     window = window_of(ds, ref.frame_item if ref else None)
     rescale = ref.rescale if ref is not None else (rescale or Rescale())
@@ -189,16 +204,17 @@ def _finish_values(
         np.subtract(np.float32(k), values, out=values)
         meta["monochrome1_inverted"] = k
         notes.append(
-            f"MONOCHROME1 image (low values bright): values inverted as {k:g} − v so that high is bright, "
-            "as radiologists view it; the file's window was inverted to match."
+            f"The file stores the image with low values bright (MONOCHROME1, common for X-rays); values were turned "
+            f"round as {k:g} − value so that high values are bright, as radiologists view it, and the file's "
+            "window was turned round to match."
         )
         if window is not None:
             window = (k - window[0], window[1])
     if values.dtype.kind == "f" and ("FloatPixelData" in ds or "DoubleFloatPixelData" in ds):
-        bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        bad = nonfinite_count(values)
         if bad:
             meta["nonfinite_voxels"] = bad
-            notes.append(f"{bad} pixels are NaN or infinite; kept as they are (ignored by the display window).")
+            notes.append(nonfinite_note(bad, values.size, "pixels" if values.shape[0] == 1 else "voxels"))
     return window
 
 

@@ -25,8 +25,15 @@ class MissingDecoderError(ScanLoadError):
     """Compressed pixel data with no installed decoder."""
 
 
+class ScanTooLargeError(ScanLoadError):
+    """The scan is over the voxel budget (see :mod:`viewer.io.memory`); the message names its size."""
+
+
 class ExportError(Exception):
-    """A result could not be written (target exists, folder missing, disk full, ...)."""
+    """A result could not be written (target exists, folder missing or read-only, disk full, ...).
+
+    The message names the file and the reason; a file that was there before is left unchanged.
+    """
 
 
 class SessionFileError(Exception):

@@ -1,28 +1,32 @@
 """``load_scan``: one entry point for every scan format lrp-viewer reads.
 
 The format is decided from the file's first bytes (DICOM preamble, PNG/JPEG/TIFF magic,
-NIfTI header size) and, failing that, its name, so files without extensions (common
-for DICOM) and mis-named files both work. Folders are DICOM series.
+NIfTI header size) and, failing that, its name (:mod:`viewer.io.sniff`), so files
+without extensions (common for DICOM) and mis-named files both work. Folders are DICOM
+series. Imports point one way: this module imports the readers, never the reverse.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
-import warnings
 from pathlib import Path
 
 from viewer.io.errors import ScanLoadError, UnsupportedFormatError
+from viewer.io.memory import out_of_memory, voxel_budget
 from viewer.io.scan import Scan
+from viewer.io.sniff import PICTURE_SUFFIXES, check_regular_file, looks_like_headerless_dicom, sniff
 
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+__all__ = ["load_scan", "sniff", "looks_like_headerless_dicom", "PICTURE_SUFFIXES", "SUPPORTED"]
+
 SUPPORTED = (
     "DICOM files or folders, NIfTI (.nii, .nii.gz, .hdr/.img), MGH (.mgz), "
     "PNG, JPEG, TIFF or BMP images"
 )
 
 
-def load_scan(path: str | os.PathLike, series: str | None = None, frame: int = 0) -> Scan:
+def load_scan(
+    path: str | os.PathLike, series: str | None = None, frame: int = 0, max_voxels: int | None = None
+) -> Scan:
     """Read a scan from a file or a folder.
 
     Parameters
@@ -39,6 +43,9 @@ def load_scan(path: str | os.PathLike, series: str | None = None, frame: int = 0
         Which volume of a 4D NIfTI, frame of a multi-frame DICOM without geometry, or
         page of a multi-page TIFF to load (default the first). Such files load one
         2D/3D image, never a stack of unrelated frames; ``meta`` says how many there are.
+    max_voxels
+        The voxel budget for this load (default: ``LRP_VIEWER_MAX_VOXELS`` or 2**29;
+        see :mod:`viewer.io.memory`). Larger scans raise :class:`ScanTooLargeError`.
 
     Returns
     -------
@@ -50,7 +57,10 @@ def load_scan(path: str | os.PathLike, series: str | None = None, frame: int = 0
     ScanLoadError
         (or a subclass) for every problem a user can cause: missing path, empty folder,
         unsupported or damaged file, DICOM without an image, inconsistent series,
-        missing decoder, a scan too large for memory. The message says what to do.
+        missing decoder, a path that is not a regular file (a pipe or device, which
+        would block forever), a folder tree too large to be a DICOM export, a scan over
+        the voxel budget (:class:`ScanTooLargeError`) or too large for memory. The
+        message says what to do.
 
     Notes
     -----
@@ -65,8 +75,11 @@ def load_scan(path: str | os.PathLike, series: str | None = None, frame: int = 0
     * A series mixing orientations or image sizes is split into groups; the largest
       loads, the rest are in ``meta["other_series"]`` (uid ``<SeriesInstanceUID>#k``).
     * MONOCHROME1 is inverted (``K − v``, window too); colour becomes BT.601 luma.
-    * Multi-frame files without geometry, multi-page TIFFs and 4D NIfTI load one
-      frame/page/volume (``frame``); planar scans are always 2D.
+    * Multi-frame files without geometry load one frame (``frame``) for cine modalities
+      (US, XA, XRF, and anything not cross-sectional); for MR, CT, PT and NM the frames
+      are stacked as a volume in file order with the file's slice spacing, marked
+      ``planar`` (position and orientation in the patient unknown), with a note.
+      Multi-page TIFFs and 4D NIfTI load one page/volume (``frame``).
     * NaN/inf values (only possible in floating-point files) are kept and counted in
       ``meta["nonfinite_voxels"]``; displays and windows ignore them.
     * ``meta`` holds allow-listed technical DICOM attributes only, never patient data.
@@ -75,6 +88,9 @@ def load_scan(path: str | os.PathLike, series: str | None = None, frame: int = 0
       ``np.ascontiguousarray`` where a library needs contiguous memory.
 
     Input files are only ever opened for reading (NIfTI maps are copy-on-write).
+    Warnings from the DICOM library are caught where DICOM is read (they can quote
+    header values, i.e. patient data) and turned into checks and notes; the
+    process-wide warnings filter is never changed.
     """
     p = Path(path)
     if series is not None and not p.is_dir():
@@ -83,18 +99,13 @@ def load_scan(path: str | os.PathLike, series: str | None = None, frame: int = 0
         raise ScanLoadError(f"frame must be 0 or more, got {frame}.")
     if not p.exists():
         raise ScanLoadError(f"{p} does not exist. Check the path (and that the drive is mounted).")
-    with warnings.catch_warnings():
-        # pydicom/Pillow warnings can quote header values; never print them. (catch_warnings
-        # is process-wide; a warning raised by another thread meanwhile is silenced too.)
-        warnings.simplefilter("ignore")
+    with voxel_budget(max_voxels):
         try:
             return _load(p, series, frame)
         except ScanLoadError:
             raise
         except MemoryError:
-            raise ScanLoadError(
-                f"{p.name} does not fit in memory. Close other programs, or open a smaller series/volume."
-            ) from None
+            raise out_of_memory(p.name or str(p)) from None
         except Exception as exc:  # noqa: BLE001 - a damaged file must never crash the application
             raise ScanLoadError(
                 f"{p.name} could not be read: an unexpected {type(exc).__name__} while decoding it. "
@@ -108,6 +119,7 @@ def _load(p: Path, series: str | None, frame: int) -> Scan:
         from viewer.io.dicom_series import load_dicom_folder
 
         return load_dicom_folder(p, series=series)
+    check_regular_file(p)
     if not os.access(p, os.R_OK):
         raise ScanLoadError(f"{p.name} cannot be read (permission denied). Check the file's permissions.")
     kind = sniff(p)
@@ -126,50 +138,3 @@ def _load(p: Path, series: str | None, frame: int) -> Scan:
     if p.stat().st_size == 0:
         raise UnsupportedFormatError(f"{p.name} is empty (0 bytes). Copy the file again.")
     raise UnsupportedFormatError(f"{p.name} is not a format lrp-viewer reads. Open {SUPPORTED}.")
-
-
-def sniff(path: Path) -> str | None:
-    """"dicom", "nifti", "picture" or None, from the first bytes first and the name second."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(544)
-    except OSError as exc:
-        raise ScanLoadError(f"{path.name} cannot be read ({exc.strerror}).") from None
-    name = path.name.lower()
-    if len(head) >= 132 and head[128:132] == b"DICM":
-        return "dicom"
-    if name.endswith((".hdr", ".img", ".hdr.gz", ".img.gz")):  # Analyze/NIfTI pair: .img is raw voxels
-        return "nifti"
-    if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8\xff") or head[:4] in (b"II*\x00", b"MM\x00*") \
-            or head[:4] in (b"II+\x00", b"MM\x00+") or head.startswith(b"BM"):
-        return "picture"
-    if _is_nifti_header(head) or (head.startswith(b"\x1f\x8b") and _gz_is_nifti(path)):
-        return "nifti"
-    if name.endswith((".nii", ".nii.gz", ".hdr", ".img", ".mgz", ".mgh", ".hdr.gz", ".img.gz")):
-        return "nifti"
-    if name.endswith(PICTURE_SUFFIXES):
-        return "picture"
-    if looks_like_headerless_dicom(head) or name.endswith((".dcm", ".dicom", ".ima")):
-        return "dicom"
-    return None
-
-
-def looks_like_headerless_dicom(head: bytes) -> bool:
-    """DICOM written without the 128-byte preamble: starts with a group 0002 or 0008 tag."""
-    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00")
-
-
-def _is_nifti_header(head: bytes) -> bool:
-    if len(head) < 348:
-        return False
-    size_le = int.from_bytes(head[:4], "little")
-    size_be = int.from_bytes(head[:4], "big")
-    return size_le in (348, 540) or size_be in (348, 540)
-
-
-def _gz_is_nifti(path: Path) -> bool:
-    try:
-        with gzip.open(path, "rb") as fh:
-            return _is_nifti_header(fh.read(544))
-    except (OSError, EOFError):
-        return path.name.lower().endswith((".nii.gz", ".mgz"))

@@ -18,10 +18,14 @@ import nibabel as nib
 import numpy as np
 
 from viewer.io.atomic import atomic_path
-from viewer.io.errors import CorruptFileError, ExportError, UnsupportedFormatError
-from viewer.io.memory import ensure_fits
+from viewer.io.errors import CorruptFileError, ExportError, ScanLoadError, UnsupportedFormatError
+from viewer.io.memory import check_size, ensure_fits, out_of_memory
+from viewer.io.nifti_affine import checked_affine
+from viewer.io.nifti_voxels import read_volume, working_bytes
+from viewer.io.notes import nonfinite_count, nonfinite_note
 from viewer.io.orientation import canonical_plan, spacing_of
 from viewer.io.scan import Scan
+from viewer.io.sniff import check_regular_file
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".hdr.gz", ".img.gz", ".mgz", ".mgh")
 
@@ -35,8 +39,12 @@ def load_nifti(path: Path, frame: int = 0) -> Scan:
     4D and higher files give one volume, ``frame`` (default the first), and say so in
     ``meta["notes"]``; 2D files become one slice. Non-finite values (NaN, ±inf) are kept
     as they are — they may be meaningful masks in the source — and counted in
-    ``meta["nonfinite_voxels"]`` with a note; the display window ignores them.
+    ``meta["nonfinite_voxels"]`` with a note; the display window ignores them. Voxels
+    are read slab by slab into the result (:mod:`viewer.io.nifti_voxels`); the affine
+    is checked (:mod:`viewer.io.nifti_affine`); empty axes and volumes over the voxel
+    budget are refused before anything is read.
     """
+    _check_pair(path)
     try:
         img = nib.load(str(path), mmap="c")
     except FileNotFoundError as exc:
@@ -44,6 +52,8 @@ def load_nifti(path: Path, frame: int = 0) -> Scan:
             f"{path.name}: a file it needs is missing ({Path(str(exc.filename or '')).name or exc}). "
             "An Analyze/NIfTI pair needs both the .hdr and the .img file in the same folder."
         ) from None
+    except MemoryError:
+        raise out_of_memory(path.name) from None
     except Exception as exc:  # nibabel raises many types for damaged headers
         raise CorruptFileError(
             f"{path.name} is not a readable NIfTI/Analyze file "
@@ -66,41 +76,38 @@ def load_nifti(path: Path, frame: int = 0) -> Scan:
         )
     if len(shape) < 2:
         raise UnsupportedFormatError(f"{path.name} has shape {shape}; an image needs at least 2 dimensions.")
+    if 0 in shape:
+        check_size(shape, path.name)  # an empty 4th/5th axis leaves nothing to show, like an empty slice axis
     extra = shape[3:]
     n_volumes = int(np.prod(extra)) if extra else 1
     if not 0 <= frame < n_volumes:
         raise CorruptFileError(
             f"{path.name} has {n_volumes} volume(s); choose frame 0 to {n_volumes - 1}."
         )
-    grid = (shape + (1,))[:3] if len(shape) == 2 else shape[:3]
-    ensure_fits(grid, path.name)
-
+    grid: tuple[int, int, int] = (shape + (1,))[:3] if len(shape) == 2 else shape[:3]  # type: ignore[assignment]
+    ensure_fits(grid, path.name, extra_bytes=working_bytes(img.dataobj, grid))
+    affine = checked_affine(img, path.name, grid, notes)
+    plan = canonical_plan(affine, grid)
+    index = tuple(int(i) for i in np.unravel_index(frame, extra)) if extra else ()
     try:
-        if n_volumes > 1 or len(shape) > 3:
-            index = np.unravel_index(frame, extra)
-            raw = img.dataobj[(slice(None),) * 3 + tuple(int(i) for i in index)]
-            data = np.asarray(raw, dtype=np.float32)
-            notes.append(
-                f"{len(shape)}D file with {n_volumes} volumes (shape {shape}); showing volume {frame}."
-            )
-        else:
-            data = np.asarray(np.asanyarray(img.dataobj, dtype=np.float32))
+        data = read_volume(img.dataobj, path, grid, index, plan)
     except FileNotFoundError as exc:
         raise CorruptFileError(
             f"{path.name} is a header whose image file {Path(str(exc.filename or '')).name} is missing. "
             "Put the .img file next to the .hdr file (same name) and open it again."
         ) from None
-    except Exception as exc:  # truncated gzip stream, short file, ...
+    except (ScanLoadError, MemoryError):
+        raise
+    except Exception as exc:  # truncated or corrupt gzip stream, short file, ...
         raise CorruptFileError(
             f"{path.name}: the image data could not be read ({type(exc).__name__}: {exc}). "
-            "The file is probably truncated; copy or export it again."
+            "The file is probably truncated or damaged; copy or export it again."
         ) from None
-    data = data.reshape(grid)
-
-    plan = canonical_plan(img.affine, grid)
-    data = plan.apply(data)
-    if plan.source_codes != "RAS":
-        notes.append(f"Reoriented from {plan.source_codes} to RAS voxel order (affine updated, no resampling).")
+    if n_volumes > 1:
+        notes.append(
+            f"The file holds {n_volumes} volumes (e.g. time points or diffusion directions; size "
+            f"{' × '.join(str(s) for s in shape)}); showing volume {frame} (numbered from 0)."
+        )
 
     meta: dict[str, Any] = {
         "format": _format_name(img),
@@ -126,10 +133,10 @@ def load_nifti(path: Path, frame: int = 0) -> Scan:
         if np.isfinite(cal_min) and np.isfinite(cal_max) and cal_max > cal_min:
             window = ((cal_min + cal_max) / 2.0, cal_max - cal_min)
     if disk_dtype.kind == "f" or meta.get("scl_slope") is not None:
-        bad = int(data.size - np.count_nonzero(np.isfinite(data)))
+        bad = nonfinite_count(data)
         if bad:
             meta["nonfinite_voxels"] = bad
-            notes.append(f"{bad} voxels are NaN or infinite; kept as they are (ignored by the display window).")
+            notes.append(nonfinite_note(bad, data.size, "voxels"))
 
     return Scan(
         data=data,
@@ -142,6 +149,19 @@ def load_nifti(path: Path, frame: int = 0) -> Scan:
         planar=False,
         path=str(path),
     )
+
+
+def _check_pair(path: Path) -> None:
+    """Both files of an Analyze/NIfTI pair must be regular files (a pipe would block the read)."""
+    name = path.name.lower()
+    for suffix in (".hdr.gz", ".img.gz", ".hdr", ".img"):
+        if name.endswith(suffix):
+            stem = path.name[: -len(suffix)]
+            for other in (".hdr", ".img", ".HDR", ".IMG", ".hdr.gz", ".img.gz"):
+                sibling = path.with_name(stem + other)
+                if sibling != path and sibling.exists():
+                    check_regular_file(sibling)
+            return
 
 
 def _format_name(img: Any) -> str:
