@@ -159,8 +159,8 @@ def _enhanced(ds: Dataset, path: Path, per_frame, notes: list[str]) -> Scan:
     n_frames = frame_count(ds)
     if len(per_frame) != n_frames:
         notes.append(
-            f"The file lists {len(per_frame)} per-frame entries for {n_frames} frame(s); "
-            f"using the first {min(len(per_frame), n_frames)}."
+            f"The file describes the position of {len(per_frame)} frames but holds {n_frames}; only the first "
+            f"{min(len(per_frame), n_frames)} are shown."
         )
     for f, item in enumerate(list(per_frame)[:n_frames]):
         pos_item = functional_item(ds, item, "PlanePositionSequence")
@@ -221,7 +221,7 @@ def _largest_orientation(refs: list[FrameRef], notes: list[str]) -> list[FrameRe
         return refs
     groups.sort(key=len, reverse=True)
     notes.append(
-        f"Frames have {len(groups)} different orientations/pixel spacings "
-        f"({', '.join(str(len(g)) for g in groups)} frames); showing the largest group."
+        f"The file's frames lie in {len(groups)} different orientations or pixel sizes "
+        f"({', '.join(str(len(g)) for g in groups)} frames); showing the largest group only."
     )
     return groups[0]

@@ -123,8 +123,9 @@ def plan_stack(
     if off_normal > 1e-3 * max(median, 1e-6) and off_normal > 1e-4:
         angle = float(np.degrees(np.arctan2(off_normal, abs(float(slice_vec @ normal)))))
         notes.append(
-            f"Slice positions are not along the slice normal (gantry tilt or shear of {angle:.2f}°); "
-            "the affine is sheared so every slice keeps its world position."
+            f"The slices were acquired tilted by {angle:.2f}° (gantry tilt). Each slice keeps its true position "
+            "in the patient, so positions and distances are correct, but the volume is shown as acquired, "
+            "not straightened."
         )
     tol = max(UNIFORM_ABS_TOL_MM, UNIFORM_REL_TOL * median)
     if np.all(np.abs(gaps - median) <= tol):
@@ -146,8 +147,10 @@ def plan_stack(
     step = (positions[order[-1]] - positions[order[0]]) / (d[-1] - d[0]) * median
     affine = grid_affine(iop, spacing_rc, positions[order[0]], step)
     notes.append(
-        f"Slice spacing is not uniform (gaps {gaps.min():.3f} to {gaps.max():.3f} mm, median {median:.3f} mm); "
-        f"resampled linearly along the slice axis onto {n_out} slices {median:.3f} mm apart."
+        f"The slices are not evenly spaced (gaps of {gaps.min():.3f} to {gaps.max():.3f} mm, usually "
+        f"{median:.3f} mm; a slice may be missing). The scan was resampled onto {n_out} evenly spaced slices "
+        f"{median:.3f} mm apart: slices that fall between acquired ones are interpolated from their two "
+        "neighbours, not measured."
     )
     return StackPlan(order, d, affine, targets, notes)
 
@@ -170,8 +173,8 @@ def _drop_repeats(order: np.ndarray, along: np.ndarray, keys: list[tuple], notes
     # equal counts: keep the first image of each position, by the tie-break keys (already sorted)
     kept = order[group_starts]
     notes.append(
-        f"The series holds {int(counts[0])} images at each of {len(group_starts)} positions "
-        "(echoes, time points or repeated acquisitions); showing the first volume."
+        f"The series holds {int(counts[0])} images at each of {len(group_starts)} slice positions (echoes, time "
+        "points or repeated acquisitions); showing only the first image at each position (the first volume)."
     )
     return kept, notes
 

@@ -223,8 +223,9 @@ def _load_folder(folder: Path, series: str | None) -> Scan:
     if siblings:
         notes.append(
             f"Series {chosen.series_uid} mixes {len(siblings) + 1} orientations or image sizes "
-            f"({', '.join(str(g.size) for g in [chosen] + siblings)} images); loaded group {chosen.uid}. "
-            "The others are listed in other_series."
+            f"({', '.join(str(g.size) for g in [chosen] + siblings)} images; e.g. a localizer in three planes). "
+            f"Showing group {chosen.uid} only; each other group can be opened as a series of its own "
+            "(listed in other_series)."
         )
     skipped = _skipped_note(found)
     if skipped:
@@ -287,8 +288,8 @@ def _planar_group(group: Group, folder: Path, source: str, notes: list[str], ext
     first = images[0]
     if len(images) > 1:
         notes.append(
-            f"The series has {len(images)} images without patient geometry (separate views, not slices); "
-            f"showing the first by instance number ({first.path.name})."
+            f"The series has {len(images)} images without a position in the patient (separate views, not slices "
+            f"of a volume); showing the first by instance number ({first.path.name})."
         )
     frame = to_grey(decode_frames(first.ds, first.path.name))[0]
     return build_planar(first.ds, frame, rescale_of(first.ds), first.spacing, source, str(folder), notes, extra)
