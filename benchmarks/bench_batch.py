@@ -9,7 +9,10 @@ explains them with the 3D demo model twice, alternating, in the same process:
   bookkeeping).
 
 Prints cases per second and the batch command's overhead relative to the loop (the
-target is under 10 %). Run: ``python benchmarks/bench_batch.py [--cases 20] [--repeats 3] [--card CARD]``.
+target is under 10 %). ``--lps`` stores the cases in LPS voxel order, so the batch's
+default ``--grid input`` puts every map back on the input's grid (header re-read,
+transposed and flipped copy); the ``--grid ras`` variant shows what that costs.
+Run: ``python benchmarks/bench_batch.py [--cases 20] [--repeats 3] [--card CARD] [--lps]``.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from viewer.models import load_model  # noqa: E402
 from viewer.models.demo import DEMO, demo_cases  # noqa: E402
 
 
-def make_cases(folder: Path, n: int) -> list[Path]:
-    """``n`` demo volumes with independent Gaussian noise (5 % of the intensity range)."""
+def make_cases(folder: Path, n: int, lps: bool = False) -> list[Path]:
+    """``n`` demo volumes with independent Gaussian noise (5 % of the intensity range), optionally stored LPS."""
     rng = np.random.default_rng(0)
     sources = [nib.load(DEMO / f"{name}.nii.gz") for name in demo_cases() if not name.startswith("case2d")]
     paths = []
@@ -44,7 +47,11 @@ def make_cases(folder: Path, n: int) -> list[Path]:
         data = np.asarray(src.dataobj, dtype=np.float32)
         data = data + rng.normal(0, 0.05 * float(np.ptp(data)), data.shape).astype(np.float32)
         path = folder / f"case{i:03d}.nii.gz"
-        nib.save(nib.Nifti1Image(data, src.affine), path)
+        img = nib.Nifti1Image(data, src.affine)
+        if lps:
+            current = nib.orientations.io_orientation(src.affine)
+            img = img.as_reoriented(nib.orientations.ornt_transform(current, nib.orientations.axcodes2ornt("LPS")))
+        nib.save(img, path)
         paths.append(path)
     return paths
 
@@ -79,27 +86,32 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--card", type=Path, default=DEMO / "demo3d.toml", help="model card (default: 3D demo)")
+    parser.add_argument("--lps", action="store_true", help="store the cases in LPS voxel order")
     args = parser.parse_args()
     card = args.card
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         inputs = root / "cases"
         inputs.mkdir()
-        cases = make_cases(inputs, args.cases)
+        cases = make_cases(inputs, args.cases, args.lps)
         plain_loop(card, cases[:2], root / "warmup")  # imports, allocator, LRP copy cache
         times: dict[str, list[tuple[float, float]]] = {
-            "loop": [], "batch": [], "batch --batch-size 4": [], "batch (resume, all done)": []}
+            "loop": [], "batch": [], "batch --grid ras": [], "batch --batch-size 4": [],
+            "batch (resume, all done)": []}
         for r in range(args.repeats):  # alternate, so drifting machine load hits every variant alike
             times["loop"].append(timed(plain_loop, card, cases, root / f"loop{r}"))
             times["batch"].append(timed(batch_command, card, inputs, root / f"batch{r}", []))
+            times["batch --grid ras"].append(timed(batch_command, card, inputs, root / f"ras{r}", ["--grid", "ras"]))
             times["batch --batch-size 4"].append(
                 timed(batch_command, card, inputs, root / f"b4_{r}", ["--batch-size", "4"]))
             times["batch (resume, all done)"].append(timed(batch_command, card, inputs, root / f"batch{r}", []))
-            for name in (f"loop{r}", f"batch{r}", f"b4_{r}"):
+            for name in (f"loop{r}", f"batch{r}", f"ras{r}", f"b4_{r}"):
                 shutil.rmtree(root / name)
     ref_wall = min(w for w, _ in times["loop"])
     ref_cpu = min(c for _, c in times["loop"])
-    print(f"{args.cases} cases, {card.name}, LRP epsilon-plus, CPU; best of {args.repeats} (median wall in brackets)")
+    order = "LPS" if args.lps else "RAS"
+    print(f"{args.cases} {order} cases, {card.name}, LRP epsilon-plus, CPU; best of {args.repeats} "
+          "(median wall in brackets)")
     print(f"{'variant':<26}{'wall s':>9}{'cases/s':>9}{'vs loop':>9}{'CPU s':>9}{'vs loop':>9}  {'(median wall)':>14}")
     for name, values in times.items():
         wall = min(w for w, _ in values)

@@ -48,10 +48,13 @@ def test_demo_cohort_with_dicom_and_a_damaged_file(tmp_path: Path, write_dicom_s
     for case in (*CASES, "series_left_dark"):
         assert rows[case]["status"] == "ok", rows[case]["error"]
         scan = load_scan(inputs / f"{case}.nii.gz") if case in CASES else load_scan(inputs / case)
+        # maps lie on the input's own grid: the NIfTI files' (RAS already), the series' column/row/slice grid
+        # (rows run to patient Left, columns to Posterior, 4 mm apart, first slice at the origin)
+        affine = scan.affine if case in CASES else np.diag([-4.0, -4.0, 4.0, 1.0])
         for tag in ("lrp-epsilon-plus", "gradcam"):
             img = nib.load(out / case / f"{tag}.nii.gz")
             assert img.shape == scan.shape
-            np.testing.assert_allclose(img.affine, scan.affine, atol=1e-4)
+            np.testing.assert_allclose(img.affine, affine, atol=1e-4)
         assert abs(float(rows[case]["lrp-epsilon-plus.conservation_error"])) < 1e-4
     for case in CASES:  # masks beside the NIfTI cases give localisation metrics
         assert 0.0 <= float(rows[case]["lrp-epsilon-plus.mass_accuracy"]) <= 1.0
@@ -88,7 +91,8 @@ def test_dicom_series_map_equals_the_nifti_map(tmp_path: Path, write_dicom_serie
     out = tmp_path / "out"
     assert main(["--model", str(DEMO / "demo3d.toml"), "--method", "lrp:epsilon-plus", str(series),
                  str(tmp_path / "in" / "case_left_dark.nii.gz"), "--out", str(out), "--quiet"]) == 0
-    a = np.asarray(nib.load(out / "series" / "lrp-epsilon-plus.nii.gz").dataobj)
+    # the series' map is on the DICOM grid (columns to patient Left, rows to Posterior): flip it to RAS order
+    a = np.asarray(nib.load(out / "series" / "lrp-epsilon-plus.nii.gz").dataobj)[::-1, ::-1, :]
     b = np.asarray(nib.load(out / "case_left_dark" / "lrp-epsilon-plus.nii.gz").dataobj)
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99999
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * float(np.abs(b).max()))

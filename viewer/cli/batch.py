@@ -1,16 +1,18 @@
 """``lrp-viewer batch``: explain a cohort from the command line.
 
 One NIfTI relevance map per case and method (``<out>/<case>/<method-tag>.nii.gz``, on
-the scan's grid, with the method recorded in its header) and a ``summary.csv`` with
-the prediction, conservation numbers and mask metrics of every case. Runs resume:
-finished cases are skipped unless ``--overwrite``. Input folders are never written.
+the input file's own voxel grid by default, with the method recorded in its header)
+and a ``summary.csv`` with the prediction, conservation numbers, mask metrics and
+provenance of every case. Runs resume: finished cases are skipped unless
+``--overwrite``. One run at a time per output folder (a lock file). Input folders are
+never written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -30,17 +32,27 @@ methods (--method, repeatable; default: LRP with the model card's preset):
                                  integrated_gradients, occlusion, kernel_shap, lime
 
 outputs:
-  OUT/<case>/<method-tag>.nii.gz  relevance on the scan's grid (tag e.g. lrp-epsilon-plus)
+  OUT/<case>/<method-tag>.nii.gz  relevance (tag e.g. lrp-epsilon-plus), on the input
+                                  file's voxel grid and affine (--grid input, default)
+                                  or in RAS+ voxel order (--grid ras); same world space
   OUT/summary.csv                 case, status (ok/failed/skipped), error, input, mask,
                                   prediction, p.<label> per class, and per method:
                                   explained, input_sum, absorbed, conservation_error,
-                                  mass_accuracy and pointing_game (with masks), seconds
+                                  mass_accuracy and pointing_game (with masks), seconds;
+                                  then seconds, input_warnings, note, grid, device,
+                                  precision, lrp_viewer_version, model_sha256 (weights)
+                                  and card_sha256 of each case
 
-A case is skipped when summary.csv says it finished (ok) and all its method files
-exist; --overwrite recomputes everything. A case that fails (damaged file, scan the
-model cannot take) is recorded with its error and the run goes on.
+A case is skipped when summary.csv says it finished (ok) with the same model files and
+grid, and all its method files exist; --overwrite recomputes everything. A case that
+fails (damaged file, scan the model cannot take, a map that cannot be written) is
+recorded with its error and the run goes on; when summary.csv itself can no longer be
+written (disk full) the run stops. Only one run at a time may write to an output folder
+(OUT/.lrp-viewer-batch.lock holds its PID); a lock left by a run that died is taken over.
+Text cells of summary.csv that a spreadsheet would read as a formula start with a quote.
 
-exit status: 0 all cases ok or skipped, 1 some case failed, 2 usage error.
+exit status: 0 all cases ok or skipped, 1 some case failed or the output could not be
+written, 2 usage error (including: another run holds OUT).
 
 examples:
   lrp-viewer batch --model demo3d.toml --method lrp:epsilon-plus --method gradcam \\
@@ -68,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-pattern", metavar="PATTERN",
                    help="mask file next to each input, e.g. '{stem}_mask.nii.gz' ({stem}, {name}, {suffix}); "
                         "enables mass accuracy and pointing game")
+    p.add_argument("--grid", choices=("input", "ras"), default="input",
+                   help="voxel grid of the written maps: each input file's own grid and orientation (default), "
+                        "or RAS+ voxel order as the viewer shows scans")
     p.add_argument("--target", default="predicted",
                    help="what to explain: 'predicted' (default), a class index or label, or 'A,B' for A rather than B")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -87,6 +102,10 @@ class UsageError(Exception):
     """Something about the command itself is wrong; exit status 2."""
 
 
+class RunFailed(Exception):
+    """The run could not go on (nothing can be written); exit status 1, the message says what to do."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -98,12 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"lrp-viewer batch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except RunFailed as exc:
+        print(f"lrp-viewer batch: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED_CASES
 
 
 def run(args: argparse.Namespace) -> int:
     from viewer.cli.batch_inputs import InputError, find_cases
-    from viewer.cli.batch_summary import Summary
-    from viewer.cli.progress_bar import ProgressBar
 
     out = Path(args.out).absolute()
     _check_out(out, args.inputs)
@@ -129,28 +149,54 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"Cannot create the output folder {out} ({exc.strerror}).") from None
 
+    from viewer.cli.batch_lock import OutputLocked, output_lock
+
+    with contextlib.ExitStack() as held:
+        try:
+            taken_over = held.enter_context(output_lock(out))
+        except OutputLocked as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:  # the lock file itself cannot be written: neither can anything else
+            raise RunFailed(f"Cannot write in the output folder {out} ({exc.strerror or exc}). Free disk space or "
+                            "choose a writable --out.") from None
+        if taken_over and not args.quiet:
+            print(f"note: {taken_over}", file=sys.stderr)
+        return _run_locked(args, out, cases, model, methods, target, device, batch_size)
+
+
+def _run_locked(args: argparse.Namespace, out: Path, cases: list, model: Any, methods: list, target: Any,
+                device: Any, batch_size: int) -> int:
+    """The run proper, while this process holds the output folder's lock."""
+    from viewer.cli.batch_local import OutputUnwritable, run_local, write_summary
     from viewer.cli.batch_run import Runner
+    from viewer.cli.batch_summary import Summary
+    from viewer.cli.progress_bar import ProgressBar
 
     model.module.to(device)
-    runner = Runner(model, methods, out, device, args.precision, target, batch_size)
+    runner = Runner(model, methods, out, device, args.precision, target, batch_size, grid=args.grid,
+                    provenance=_provenance(model))
     summary = Summary(out / "summary.csv")
     bar = ProgressBar(len(cases), enabled=not args.quiet)
     pending = []
+    expected = {"grid": args.grid, **runner.provenance}
     for case in cases:
         files = [out / case.id / f"{m.tag}.nii.gz" for m in methods]
-        if not args.overwrite and summary.is_done(case.id, case.path, files):
+        if not args.overwrite and summary.is_done(case.id, case.path, files, expected):
             summary.mark_skipped(case.id)
             bar.update(case.id, "skipped")
         else:
             pending.append(case)
-    summary.write()
     try:
-        failed = _process(pending, runner, summary, bar)
+        write_summary(summary)
+        failed = run_local(pending, runner, summary, bar)
     except KeyboardInterrupt:
         bar.close()
         print(f"\nInterrupted; {summary.path} lists the finished cases. Run the same command again to resume.",
               file=sys.stderr)
         return 130
+    except OutputUnwritable as exc:
+        bar.close()
+        raise RunFailed(str(exc)) from None
     bar.close()
     if not args.quiet:
         skipped = len(cases) - len(pending)
@@ -159,44 +205,18 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_FAILED_CASES if failed else EXIT_OK
 
 
-def _process(pending: list, runner: Any, summary: Any, bar: Any) -> int:
-    """Prepare the pending cases a window at a time, explain same-shaped ones together; returns failures."""
-    from viewer.cli.batch_run import group_key
+def _provenance(model: Any) -> dict[str, str]:
+    """What every row records about the software and model that produced it."""
+    from viewer import __version__
+    from viewer.cli.batch_summary import sha256_of
 
-    failed = 0
-
-    def finish(case: Any, row: dict[str, Any], status: str) -> None:
-        summary.record(row)
-        summary.write()  # after every case, so an interrupted run resumes from here
-        bar.update(case.id, status, row.get("seconds"))
-
-    for start in range(0, len(pending), runner.batch_size):
-        prepared = []
-        for case in pending[start:start + runner.batch_size]:
-            t0 = time.perf_counter()
-            try:
-                prepared.append(runner.prepare(case))
-            except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
-                failed += 1
-                finish(case, _failed_row(case, exc, time.perf_counter() - t0), "failed")
-        groups: dict[Any, list] = {}
-        for p in prepared:
-            groups.setdefault(group_key(p), []).append(p)
-        for group in groups.values():
-            for p, row, error in runner.run(group):
-                if error is not None:
-                    failed += 1
-                    finish(p.case, _failed_row(p.case, error, p.seconds), "failed")
-                else:
-                    finish(p.case, {"case": p.case.id, "status": "ok", "error": "", "input": str(p.case.path),
-                                    "mask": str(p.case.mask or ""), **row}, "ok")
-    return failed
-
-
-def _failed_row(case: Any, exc: BaseException, seconds: float) -> dict[str, Any]:
-    message = " ".join(str(exc).split()) or type(exc).__name__
-    return {"case": case.id, "status": "failed", "error": f"{type(exc).__name__}: {message}",
-            "input": str(case.path), "mask": str(case.mask or ""), "seconds": round(seconds, 4)}
+    card = getattr(model, "card", None)
+    card_path = getattr(card, "path", None)
+    weights = getattr(card, "weights", None)
+    source = getattr(model, "source", None)
+    if weights is None and source is not None and Path(source).is_file() and source != card_path:
+        weights = source  # a TorchScript or pickled model file: the file is the weights
+    return {"lrp_viewer_version": __version__, "model_sha256": sha256_of(weights), "card_sha256": sha256_of(card_path)}
 
 
 def _check_out(out: Path, inputs: Sequence[str]) -> None:

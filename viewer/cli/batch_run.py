@@ -10,7 +10,11 @@ otherwise runs case by case, with no extra cost after that.
 
 Every failure is tied to its case: loading and preparing happen per case, and when a
 batched pass fails its cases are retried one by one, so a single bad case cannot take
-its neighbours down.
+its neighbours down. A map that cannot be written (full disk, read-only folder) fails
+its case with an :class:`~viewer.io.ExportError` naming the file and the reason.
+
+:meth:`Runner.case_row` is the whole work for one case — a case in, its summary row
+out, never raising — so any executor (a local loop, a cluster) can call it.
 """
 
 from __future__ import annotations
@@ -24,67 +28,15 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from viewer.cli.batch_grid import InputGrid, input_grid
 from viewer.cli.batch_inputs import Case
-from viewer.io.export_nifti import export_relevance, method_tag
+from viewer.cli.batch_methods import CaseMap, MethodSpec, parse_method
+from viewer.io.errors import ExportError
+from viewer.io.export_nifti import export_relevance
+
+__all__ = ["CaseMap", "MethodSpec", "Prepared", "Runner", "failed_row", "group_key", "parse_method", "write_reason"]
 
 Row = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """One ``--method``: the registry name, its keyword arguments (LRP: with ``preset``) and file tag."""
-
-    method: str
-    params: tuple[tuple[str, Any], ...]
-    tag: str
-
-    @property
-    def kwargs(self) -> dict[str, Any]:
-        return dict(self.params)
-
-
-def parse_method(text: str, default_preset: str | None = None) -> MethodSpec:
-    """``lrp:epsilon-plus``, ``lrp:epsilon-gamma-box,gamma=0.5``, ``gradcam``, ``occlusion,patch=8``.
-
-    Raises ValueError (naming the valid choices) for an unknown method, preset or parameter.
-    """
-    from viewer.explain.registry import METHODS, validate
-
-    head, *pairs = [p.strip() for p in text.split(",")]
-    name, _, preset = head.partition(":")
-    name = name.strip().lower().replace("-", "_")
-    if name not in METHODS:
-        raise ValueError(f"Unknown method {name!r} in --method {text!r}; choose one of: {', '.join(METHODS)}.")
-    raw: dict[str, Any] = {}
-    if preset:
-        if name != "lrp":
-            raise ValueError(f"Only LRP takes a preset (lrp:PRESET); got --method {text!r}.")
-        raw["preset"] = preset.strip()
-    elif name == "lrp":
-        raw["preset"] = default_preset or "epsilon-plus"
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"Method parameters are key=value; got {pair!r} in --method {text!r}.")
-        raw[key.strip()] = _literal(value.strip())
-    params = validate(name, raw)
-    tag = method_tag(name, params.get("preset"))
-    extra = [f"{k}={v}" for k, v in sorted(params.items()) if k != "preset"]
-    if extra:
-        tag = method_tag(tag, "-".join(extra))
-    return MethodSpec(name, tuple(sorted(params.items())), tag)
-
-
-def _literal(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 @dataclass
@@ -98,55 +50,8 @@ class Prepared:
     mask: np.ndarray | None
     seconds: float
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class CaseMap:
-    """One method's result for one case: its rows of the relevance and its own numbers.
-
-    Carries what :func:`export_relevance` records (method, preset, params, target) so
-    a case cut out of a batch is written exactly like a case explained alone.
-    """
-
-    relevance: torch.Tensor
-    output: torch.Tensor
-    target: Any
-    method: str
-    preset: str | None
-    params: Any
-    explained: float | None
-    input_sum: float | None
-    absorbed: float | None
-
-    @property
-    def conservation_error(self) -> float | None:
-        if None in (self.explained, self.input_sum, self.absorbed):
-            return None
-        return self.explained - self.input_sum - self.absorbed  # type: ignore[operator]
-
-    @staticmethod
-    def of(result: Any, rows: slice | None = None, absorbed: float | None = None) -> "CaseMap":
-        """The whole result, or the rows of one case (numbers recomputed for those rows)."""
-        if rows is None:
-            return CaseMap(result.relevance, result.output, result.target, result.method, result.preset,
-                           result.params, result.explained, result.input_sum, result.absorbed)
-        rel, out = result.relevance[rows], result.output[rows]
-        explained = None
-        if result.explained is not None:
-            explained = float(result.target.value(out.float()).sum(dtype=torch.float64))
-        return CaseMap(rel, out, result.target, result.method, result.preset, result.params, explained,
-                       float(rel.sum(dtype=torch.float64)), absorbed)
-
-    @staticmethod
-    def combine(parts: list["CaseMap"]) -> "CaseMap":
-        """Rows explained one at a time (slices of a volume) as one case: sums of the numbers."""
-        def total(values: list[float | None]) -> float | None:
-            return None if any(v is None for v in values) else float(sum(values))  # type: ignore[arg-type]
-
-        first = parts[0]
-        return CaseMap(torch.cat([p.relevance for p in parts]), torch.cat([p.output for p in parts]), first.target,
-                       first.method, first.preset, first.params, total([p.explained for p in parts]),
-                       total([p.input_sum for p in parts]), total([p.absorbed for p in parts]))
+    grid: InputGrid | None = None  # None: maps are written on the scan's (RAS) grid
+    warnings: tuple[str, ...] = ()  # the prepared input's out-of-distribution warnings
 
 
 @dataclass
@@ -157,6 +62,8 @@ class Runner:
     of several inputs (most methods explain one input at a time) or, for LRP, when the
     engine reports ``absorbed`` only for the whole batch. Methods that cannot batch run
     case by case, and a case with several rows (a 2D model on a volume) row by row.
+    ``grid`` is ``"input"`` (maps on each input file's own voxel grid) or ``"ras"``;
+    ``provenance`` holds the run's columns (version, model hashes) copied into every row.
     """
 
     model: Any
@@ -166,7 +73,37 @@ class Runner:
     precision: str = "float32"
     target: Any = None
     batch_size: int = 1
+    grid: str = "input"
+    provenance: dict[str, Any] = field(default_factory=dict)
     batchable: dict[str, bool] = field(default_factory=dict)
+
+    # -- one case, start to end (what an executor calls) ------------------------------
+    def case_row(self, case: Case) -> Row:
+        """Load, prepare, explain and write one case; its summary row (status ok or failed)."""
+        start = time.perf_counter()
+        try:
+            p = self.prepare(case)
+        except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+            return self.failed_row(case, exc, time.perf_counter() - start)
+        return self.row_of(*self._run_one(p))
+
+    def row_of(self, p: Prepared, row: Row | None, error: BaseException | None) -> Row:
+        """The summary row of a case :meth:`run` returned."""
+        if error is not None:
+            return self.failed_row(p.case, error, p.seconds)
+        return {"case": p.case.id, "status": "ok", "error": "", "input": str(p.case.path),
+                "mask": str(p.case.mask or ""), **row, "input_warnings": "; ".join(p.warnings),
+                **self.run_columns()}
+
+    def failed_row(self, case: Case, exc: BaseException, seconds: float) -> Row:
+        return {**failed_row(case, exc, seconds), **self.run_columns()}
+
+    def run_columns(self) -> Row:
+        """What produced a row: output grid, device, precision, plus the run's provenance."""
+        device = str(self.device)
+        if self.device.type == "cuda" and torch.cuda.is_available():
+            device += f" ({torch.cuda.get_device_name(self.device)})"
+        return {"grid": self.grid, "device": device, "precision": self.precision, **self.provenance}
 
     # -- per case ---------------------------------------------------------------------
     def prepare(self, case: Case) -> Prepared:
@@ -177,6 +114,12 @@ class Runner:
         scan = load_scan(case.path)
         x, to_scan = self.model.prepare(scan)
         notes = list(getattr(to_scan, "notes", []) or [])
+        warnings = tuple(str(w) for w in (getattr(to_scan, "warnings", ()) or ()))
+        grid = None
+        if self.grid == "input":
+            grid, note = input_grid(scan)
+            if note:
+                notes.append(note)
         mask = None
         if case.mask is not None:
             mask_scan = load_scan(case.mask)
@@ -190,7 +133,7 @@ class Runner:
                     mask = None
         elif case.mask_missing is not None:
             notes.append(f"no mask at {case.mask_missing.name}")
-        return Prepared(case, scan, x, to_scan, mask, time.perf_counter() - start, notes)
+        return Prepared(case, scan, x, to_scan, mask, time.perf_counter() - start, notes, grid, warnings)
 
     # -- batches ----------------------------------------------------------------------
     def may_batch(self) -> bool:
@@ -325,11 +268,18 @@ class Runner:
     # -- results ----------------------------------------------------------------------
     def _write(self, p: Prepared, spec: MethodSpec, case_map: CaseMap, seconds: float) -> Row:
         on_scan = p.to_scan(case_map.relevance.detach().float().cpu())
-        folder = self.out / p.case.id
-        folder.mkdir(parents=True, exist_ok=True)
+        path = self.out / p.case.id / f"{spec.tag}.nii.gz"
+        data, like = on_scan, p.scan
+        if p.grid is not None:
+            data = p.grid.apply(np.reshape(on_scan, p.scan.shape))
+            like = p.grid.like(p.scan, data)
         labels = list(getattr(self.model, "labels", []) or [])
-        export_relevance(on_scan, p.scan, case_map, self.model_name, folder / f"{spec.tag}.nii.gz", overwrite=True,
-                         labels=labels or None)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            export_relevance(data, like, case_map, self.model_name, path, overwrite=True, labels=labels or None)
+        except (OSError, ExportError) as exc:
+            raise ExportError(f"{path} could not be written ({write_reason(exc)}). Free disk space or fix the "
+                              "output folder's permissions, then run the same command again.") from exc
         row: Row = {
             f"{spec.tag}.explained": case_map.explained,
             f"{spec.tag}.input_sum": case_map.input_sum,
@@ -354,6 +304,25 @@ class Runner:
         row: Row = {"prediction": names[int(np.argmax(probs))] if len(probs) else ""}
         row.update({f"p.{n}": float(v) for n, v in zip(names, probs)})
         return row
+
+
+def failed_row(case: Case, exc: BaseException, seconds: float) -> Row:
+    """The summary row of a case that failed: the error type and its message on one line."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    return {"case": case.id, "status": "failed", "error": f"{type(exc).__name__}: {message}",
+            "input": str(case.path), "mask": str(case.mask or ""), "seconds": round(seconds, 4)}
+
+
+def write_reason(exc: BaseException) -> str:
+    """The operating system's reason behind a write error (``No space left on device``), or its message."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.strerror:
+            return error.strerror
+        error = error.__cause__ or error.__context__
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _slices(counts: list[int]) -> list[slice]:
