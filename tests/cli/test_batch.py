@@ -31,7 +31,8 @@ def test_help_documents_everything_as_a_subprocess() -> None:
                           timeout=120, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
     for flag in ("--model", "--method", "--mask-pattern", "--out", "--device", "--precision", "--trust",
-                 "--overwrite", "--batch-size", "--target", "examples:", "summary.csv", "exit status"):
+                 "--overwrite", "--batch-size", "--target", "--grid", "examples:", "summary.csv", "exit status",
+                 "model_sha256", ".lrp-viewer-batch.lock"):
         assert flag in done.stdout
 
 
