@@ -143,6 +143,10 @@ def test_fifos_are_never_opened(tmp_path: Path) -> None:
     listing.write_text("path,mask\nin/a.nii.gz,in/pipe.nii.gz\n")
     with pytest.raises(InputError, match=r"cohort.csv, line 2: the mask .*pipe.nii.gz is a FIFO"):
         find_cases([listing])
+    os.mkfifo(root / "a_mask.nii.gz")
+    with pytest.raises(InputError, match=r"--mask-pattern names .*a_mask.nii.gz as the mask of a.nii.gz, but it is "
+                                         r"a FIFO \(named pipe\)"):
+        find_cases([root], mask_pattern="{stem}_mask.nii.gz")
 
 
 def test_csv_with_a_nul_byte_is_refused_with_its_line(tmp_path: Path) -> None:

@@ -146,6 +146,9 @@ def find_cases(inputs: Iterable[str | Path], mask_pattern: str | None = None,
             mask, missing = None, e.mask
         if e.mask is None and mask_pattern:
             candidate = masks[e.path]
+            if file_type(candidate) not in (None, "file", "folder"):
+                raise InputError(f"--mask-pattern names {candidate} as the mask of {e.path.name}, but it is "
+                                 f"{file_type(candidate)}; reading it could wait forever.")
             mask, missing = (candidate, None) if _exists(candidate) else (None, candidate)
         cases.append(Case(case_id, e.path, mask, missing))
     if paired:
