@@ -2,6 +2,7 @@
 
     python resources/build_demo.py            # template, cards, training, cases
     python resources/build_demo.py --quick    # fewer cases/epochs, for trying changes
+    python resources/build_demo.py --shortcut # only the shortcut demo (build_shortcut_demo.py)
 
 Needs the ``demo`` extra (nilearn, for the MNI152 2009 template it ships; nothing is
 downloaded). Steps:
@@ -273,7 +274,16 @@ def main(argv: list[str] | None = None) -> int:
         help="load demo2d.safetensors instead of training it again (training is deterministic, "
         "so this only saves time when changing the 3D step)",
     )
+    parser.add_argument(
+        "--shortcut", action="store_true",
+        help="build only the shortcut demo (demo2d_shortcut.*, shortcut2d_* cases; see build_shortcut_demo.py), "
+        "leaving every other asset as it is",
+    )
     args = parser.parse_args(argv)
+    if args.shortcut:
+        from build_shortcut_demo import main as build_shortcut
+
+        return build_shortcut(["--threads", str(args.threads)])
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(args.threads)  # a build script, not library code
