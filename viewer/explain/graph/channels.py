@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from viewer.explain.graph.conditional import ConditionalPass, channel_mask, channel_sums
+from viewer.explain.graph.conditional import ConditionalPass, channel_mask, channel_sums, span
 from viewer.explain.graph.errors import GraphError
 from viewer.explain.progress import Progress
 
@@ -76,7 +76,8 @@ def channel_relevance(
     rows: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     for i, x in enumerate(items):
         progress.step(i, len(items))
-        cp = ConditionalPass(module, x, names, targets[i], preset, overrides, channel_dim, progress, **params)
+        case_progress = span(progress, i / len(items), (i + 1) / len(items))
+        cp = ConditionalPass(module, x, names, targets[i], preset, overrides, channel_dim, case_progress, **params)
         rel = cp.relevance(names)
         for name in names:
             dim = cp.dims[name]

@@ -37,6 +37,16 @@ from viewer.explain.target import Target
 Channels = Sequence["int | Sequence[int]"]
 
 
+FORWARD_SHARE = 0.1  # of a progress bar: the traced forward pass, before the masked passes
+
+
+def span(progress: Progress, start: float, end: float) -> Progress:
+    """A progress that reports into ``[start, end]`` of ``progress`` and shares its cancel flag."""
+    parent = progress.callback
+    callback = None if parent is None else (lambda f: parent(start + (end - start) * f))
+    return Progress(callback, progress.cancel)
+
+
 def channel_sums(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sum over everything but the channel dimension (all batch rows of one case), float64."""
     return t.detach().movedim(dim, 0).reshape(t.shape[dim], -1).sum(1, dtype=torch.float64)
@@ -77,7 +87,8 @@ class ConditionalPass:
         check_layer_names(module, list(layers))
         self.progress = progress or Progress()
         self.x = x
-        self.traced = trace(module, x, preset, self.progress, overrides, taps=list(layers), **params)
+        self.traced = trace(module, x, preset, span(self.progress, 0.0, FORWARD_SHARE), overrides,
+                            taps=list(layers), **params)
         out = self.traced.output
         self.logits = out.detach()
         self.target = Target.resolve(target, self.logits.float())
@@ -93,6 +104,7 @@ class ConditionalPass:
         if require and self.problems:
             raise GraphError(next(iter(self.problems.values())))
         self._relevance: dict[str, torch.Tensor] = {}
+        self._unreached: set[str] = set()
 
     # -- layers --------------------------------------------------------------------------------
     def _check(self, name: str, channel_dim: int | Mapping[str, int] | None) -> str | None:
@@ -131,18 +143,27 @@ class ConditionalPass:
         A layer that receives no relevance at all lies after the explained output or
         off its path: :class:`GraphError`.
         """
-        names = [n for n in (layers or list(self.tensors)) if n not in self._relevance]
-        if names:
+        names = list(layers) if layers is not None else list(self.tensors)
+        missing = sorted(set(names) - self.on_path(names))
+        if missing:
+            raise GraphError(f"Layer {missing[0]!r} does not lead to the explained output (it comes after the "
+                             "output or feeds something else); choose a layer between the input and the output.")
+        return {n: self._relevance[n] for n in names}
+
+    def on_path(self, layers: Sequence[str]) -> set[str]:
+        """Those of ``layers`` that relevance reaches (computing it for them)."""
+        todo = [n for n in layers if n not in self._relevance and n not in self._unreached]
+        if todo:
             self.progress.check()
             self.traced.book.reset(batch=self.x.shape[0])
-            grads = torch.autograd.grad(self.traced.output, [self.tensors[n] for n in names], self.seed,
+            grads = torch.autograd.grad(self.traced.output, [self.tensors[n] for n in todo], self.seed,
                                         retain_graph=True, allow_unused=True)
-            for n, g in zip(names, grads):
+            for n, g in zip(todo, grads):
                 if g is None:
-                    raise GraphError(f"Layer {n!r} does not lead to the explained output (it comes after the "
-                                     "output or feeds something else); choose a layer between the input and the output.")
-                self._relevance[n] = g.detach()
-        return {n: self._relevance[n] for n in (layers or list(self.tensors))}
+                    self._unreached.add(n)
+                else:
+                    self._relevance[n] = g.detach()
+        return {n for n in layers if n in self._relevance}
 
     def down(self, layer: str, relevance: torch.Tensor, to: str | None = None) -> tuple[torch.Tensor, float]:
         """Propagate ``relevance`` (shaped like ``layer``'s output) down to layer ``to``'s output
@@ -219,15 +240,16 @@ def concept_relevance(
     r_layer = cp.relevance([layer])[layer]
     dim = cp.dims[layer]
     per_channel = channel_sums(r_layer, dim)
+    steps = span(cp.progress, FORWARD_SHARE, 1.0)
     maps, rel, sums, absorbed = [], [], [], []
     for i, group in enumerate(groups):
-        cp.progress.step(i, len(groups))
+        steps.step(i, len(groups))
         heat, ab = cp.down(layer, r_layer * channel_mask(r_layer, dim, group))
         maps.append(heat.to(x.dtype))
         rel.append(float(per_channel[list(group)].sum()))
         sums.append(float(heat.sum(dtype=torch.float64)))
         absorbed.append(ab)
-    cp.progress.step(1, 1)
+    steps.step(1, 1)
     return ConceptRelevance(
         layer=layer, channels=tuple(labels),
         maps=torch.stack(maps) if maps else x.new_zeros((0, *x.shape)), relevance=tuple(rel), input_sum=tuple(sums),
