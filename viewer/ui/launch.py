@@ -9,7 +9,9 @@ from PySide6 import QtCore
 
 from viewer.session.session import Session
 from viewer.ui.app import make_app
+from viewer.ui.dialogs import show_error
 from viewer.ui.main_window import MainWindow
+from viewer.ui.pending_files import offer_files
 from viewer.ui.scripted import FirstOverlayTimer, Screenshotter
 
 
@@ -30,8 +32,13 @@ def run(args: argparse.Namespace, start_time: float) -> int:
                 window.files.open_mask(args.mask)
         else:
             if args.model or args.mask:
-                print("lrp-viewer: --model and --mask need a SCAN; opening the demo instead.", file=sys.stderr)
+                note = "--model and --mask need a SCAN; opening the demo instead."
+                print(f"lrp-viewer: {note}", file=sys.stderr)
+                show_error(window, "No scan was given", note)  # started from a desktop, stderr is unseen
             window.open_demo()
+        pending = getattr(getattr(args, "files", None), "pending", ())
+        if pending:  # several files from the desktop (%F): the first scan opened, the others wait here
+            window.pending_files = offer_files(window, pending)
 
     helpers = []
     if args.benchmark_first_overlay:

@@ -325,9 +325,10 @@ class MainWindow(QtWidgets.QMainWindow):
         dlg.open()
         return dlg
 
-    def show_about(self) -> None:
-        QtWidgets.QMessageBox.about(self, "About lrp-viewer", "lrp-viewer: Layer-wise Relevance Propagation for "
-                                    "medical-imaging networks, slice by slice.")
+    def show_about(self) -> QtWidgets.QDialog:
+        from viewer.ui.about import show_about  # version, licences, patent note
+
+        return show_about(self)
 
     # -- drag and drop ------------------------------------------------------------------------
     def dragEnterEvent(self, ev: QtGui.QDragEnterEvent) -> None:  # noqa: N802
