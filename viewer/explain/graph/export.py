@@ -57,6 +57,6 @@ def export_graph(
             written[node.id] = path
             files[node.id] = f"nodes/{name}"
     info = {**dict(about or {}), "node_files": files}
-    written["json"] = graph.to_json(folder / "graph.json", about=info)
+    written["json"] = graph.to_json(folder / "graph.json", about=info, labels=labels)
     written["png"] = save_graph_png(graph, folder / "graph.png", list(labels) if labels else None)
     return written

@@ -176,8 +176,9 @@ class AttributionGraph:
         return infl, kept
 
     # -- export --------------------------------------------------------------------------------
-    def to_dict(self, about: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Plain JSON-able record: nodes, edges, parameters, identifiers, versions."""
+    def to_dict(self, about: Mapping[str, Any] | None = None, labels: Sequence[str] | None = None) -> dict[str, Any]:
+        """Plain JSON-able record: nodes, edges, parameters, identifiers, versions; ``labels``
+        name the model's classes in the target's description."""
         from viewer import __version__
 
         t = self.target
@@ -190,7 +191,7 @@ class AttributionGraph:
             "method": "lrp",
             "preset": self.preset,
             "params": _plain(dict(self.params)),
-            "target": {"kind": t.kind, "index": t.index, "other": t.other, "description": t.describe()},
+            "target": {"kind": t.kind, "index": t.index, "other": t.other, "description": t.describe(labels)},
             "explained": _number(self.explained),
             "layers": list(self.layers),
             "width": list(self.width),
@@ -200,11 +201,12 @@ class AttributionGraph:
             "edges": [{k: _plain(v) for k, v in asdict(e).items()} for e in self.edges],
         }
 
-    def to_json(self, path: str | os.PathLike, about: Mapping[str, Any] | None = None) -> Path:
+    def to_json(self, path: str | os.PathLike, about: Mapping[str, Any] | None = None,
+                labels: Sequence[str] | None = None) -> Path:
         """Write :meth:`to_dict` as JSON, atomically; ``about`` adds identifiers (model, scan)."""
         from viewer.io.atomic import atomic_write
 
-        text = json.dumps(self.to_dict(about), indent=1, allow_nan=False)
+        text = json.dumps(self.to_dict(about, labels), indent=1, allow_nan=False)
         with atomic_write(path, "w") as fh:
             fh.write(text)
         return Path(path)
