@@ -118,4 +118,6 @@ def test_with_a_raised_budget_it_loads_within_result_plus_a_slab(big_nifti):
 def test_real_out_of_memory_is_reported_as_such(big_nifti):
     out = run_child(big_nifti, 10**9, 2**30)  # budget allows it, the address space does not
     assert out["error"] == "ScanLoadError"
+    assert out["message"].startswith("big.nii.gz does not fit in the memory this program may use (900 × 900 × 900 = "
+                                      "729,000,000 voxels, 2.7 GiB as 32-bit values)")
     assert "ran out of memory" in out["message"] and "truncated" not in out["message"]

@@ -1,9 +1,10 @@
 """NIfTI-1/2 (and Analyze / MGH, which nibabel reads the same way): reading and writing.
 
-Reading trusts nibabel for the hard parts — sform/qform precedence (``img.affine``)
-and scaling (``scl_slope``/``scl_inter``) — and keeps the file memory-mapped
-copy-on-write (``mmap="c"``), so an uncompressed float32 file in RAS order is never
-copied and never written. Writing puts a relevance map on the scan's exact grid, so
+Reading trusts nibabel for the header — sform/qform precedence (``img.affine``, checked
+by :mod:`viewer.io.nifti_affine`) and the scaling (``scl_slope``/``scl_inter``) — and
+streams the voxels slab by slab into the final float32 array
+(:mod:`viewer.io.nifti_voxels`); an uncompressed float32 file in RAS order is
+memory-mapped copy-on-write instead, so it is never copied and never written. Writing puts a relevance map on the scan's exact grid, so
 other NIfTI viewers (FSLeyes, ITK-SNAP, 3D Slicer) overlay it voxel for voxel.
 """
 
@@ -96,8 +97,10 @@ def load_nifti(path: Path, frame: int = 0) -> Scan:
             f"{path.name} is a header whose image file {Path(str(exc.filename or '')).name} is missing. "
             "Put the .img file next to the .hdr file (same name) and open it again."
         ) from None
-    except (ScanLoadError, MemoryError):
+    except ScanLoadError:
         raise
+    except MemoryError:
+        raise out_of_memory(path.name, grid) from None
     except Exception as exc:  # truncated or corrupt gzip stream, short file, ...
         raise CorruptFileError(
             f"{path.name}: the image data could not be read ({type(exc).__name__}: {exc}). "
