@@ -6,6 +6,7 @@ from viewer.explain.target import Target
 from viewer.explain.lrp import PRESETS, lrp, list_presets
 from viewer.explain.registry import METHODS, MethodInfo, MethodUnavailableError, explain
 from viewer.explain.preview import preview_then_refine
+from viewer.explain.graph import GraphError, attribution_graph, channel_relevance, concept_relevance
 
 __all__ = [
     "Relevance",
@@ -20,4 +21,8 @@ __all__ = [
     "MethodInfo",
     "MethodUnavailableError",
     "preview_then_refine",
+    "GraphError",
+    "attribution_graph",
+    "concept_relevance",
+    "channel_relevance",
 ]
