@@ -37,6 +37,31 @@ def test_png_with_fewer_rows_than_its_header_is_refused(tmp_path):
     assert "shown as black" in str(info.value)
 
 
+ADAM7 = ((0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2), (1, 0, 2, 1))
+
+
+def interlaced_png(image: np.ndarray, keep_bytes: int | None = None) -> bytes:
+    """An 8-bit grey Adam7-interlaced PNG of ``image``, its filtered data cut to ``keep_bytes`` if given."""
+    height, width = image.shape
+    raw = b""
+    for row0, col0, row_step, col_step in ADAM7:
+        sub = image[row0::row_step, col0::col_step]
+        if sub.size:
+            raw += b"".join(b"\x00" + row.tobytes() for row in sub)
+    raw = raw if keep_bytes is None else raw[:keep_bytes]
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 1))
+            + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b""))
+
+
+def test_interlaced_png_complete_and_short(tmp_path):
+    image = (np.arange(9 * 11).reshape(9, 11) * 2 % 256).astype(np.uint8)
+    (tmp_path / "i.png").write_bytes(interlaced_png(image))
+    np.testing.assert_array_equal(file_view(load_scan(tmp_path / "i.png")), image.astype(np.float32))
+    (tmp_path / "short.png").write_bytes(interlaced_png(image, keep_bytes=40))
+    with pytest.raises(CorruptFileError, match="short.png: the image data holds only .* of the 9 rows"):
+        load_scan(tmp_path / "short.png")
+
+
 def test_complete_handmade_png_loads_exactly(tmp_path):
     (tmp_path / "full.png").write_bytes(short_png(6, 8, 8))
     scan = load_scan(tmp_path / "full.png")
