@@ -34,6 +34,8 @@ def read_dataset(path: Path, force: bool = False, defer: bool = False) -> Datase
         return pydicom.dcmread(str(path), force=force, defer_size=2048 if defer else None)
     except InvalidDicomError:
         raise UnsupportedFormatError(f"{path.name} is not a DICOM file (no DICOM header found).") from None
+    except MemoryError:
+        raise  # load_scan reports it as out of memory, not as a damaged file
     except Exception as exc:  # noqa: BLE001 - EOFError, struct errors, bad lengths, ...
         raise CorruptFileError(
             f"{path.name} is a damaged DICOM file ({type(exc).__name__}); it is probably truncated. "

@@ -146,6 +146,8 @@ def _read_header(path: Path, result: FolderScan) -> Dataset | None:
     except OSError:
         result.unreadable.append(path.name)
         return None
+    except MemoryError:
+        raise  # out of memory is not a damaged file
     except Exception:  # noqa: BLE001 - damaged header: skip the file, count it
         result.unreadable.append(path.name)
         return None
