@@ -74,7 +74,7 @@ limit = status("VmSize") + headroom
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 rss_before = status("VmRSS")
 try:
-    scan = load_scan(path, max_voxels=max_voxels)
+    scan = load_scan(path, max_voxels=max_voxels or None)  # 0: the default budget
 except ScanLoadError as exc:
     print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
     sys.exit(0)
@@ -93,6 +93,7 @@ print(json.dumps({
 def run_child(path: Path, max_voxels: int, headroom: int) -> dict:
     root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    env.pop("LRP_VIEWER_MAX_VOXELS", None)
     done = subprocess.run([sys.executable, "-c", CHILD, str(path), str(max_voxels), str(headroom)],
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -100,7 +101,7 @@ def run_child(path: Path, max_voxels: int, headroom: int) -> dict:
 
 
 def test_default_budget_refuses_it_cleanly_before_reading(big_nifti):
-    out = run_child(big_nifti, 2**29, 256 * 2**20)
+    out = run_child(big_nifti, 0, 256 * 2**20)
     assert out["error"] == "ScanTooLargeError"
     assert "big.nii.gz is 900 × 900 × 900 = 729,000,000 voxels, more than the limit of 536,870,912" in out["message"]
 
