@@ -8,7 +8,10 @@ Generates (once, in a temporary folder) a 512×512×300 uncompressed 16-bit CT s
 * ours: ``viewer.io.load_scan`` on the same folder / file (which also sorts slices,
   applies the rescale in float32, builds the RAS affine and reorients).
 
-Target: ours within 1.5× of bare. Prints a table; run as ``python benchmarks/bench_io.py``.
+Target: ours within 1.5× of bare. Also prints each load's peak traced memory (numpy
+buffers, via ``tracemalloc``, in a separate untimed run) divided by the size of the float32
+scan it returns: 1.0 is the least possible. Prints a table; run as
+``python benchmarks/bench_io.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import gc
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import nibabel as nib
@@ -91,6 +95,18 @@ def best_of(fn, repeats: int = REPEATS) -> float:
     return min(times)
 
 
+def peak_over_result(load) -> float:
+    """Peak traced memory while ``load()`` runs, divided by the bytes of the scan it returns."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        scan = load()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak / scan.data.nbytes
+
+
 def bare_dicom(paths: list[Path]) -> np.ndarray:
     datasets = [pydicom.dcmread(p) for p in paths]
     return np.stack([ds.pixel_array for ds in datasets])
@@ -115,16 +131,16 @@ def main() -> None:
         assert scan.shape == (COLS, ROWS, SLICES), scan.shape
         rows = [
             (f"DICOM series {ROWS}x{COLS}x{SLICES} (uint16)", best_of(lambda: bare_dicom(paths)),
-             best_of(lambda: load_scan(folder))),
+             best_of(lambda: load_scan(folder)), peak_over_result(lambda: load_scan(folder))),
             (f"NIfTI {NIFTI_SIZE}^3 int16 .nii.gz, RAS", best_of(lambda: bare_nifti(nii_ras)),
-             best_of(lambda: load_scan(nii_ras))),
+             best_of(lambda: load_scan(nii_ras)), peak_over_result(lambda: load_scan(nii_ras))),
             (f"NIfTI {NIFTI_SIZE}^3 int16 .nii.gz, LAS", best_of(lambda: bare_nifti(nii_las)),
-             best_of(lambda: load_scan(nii_las))),
+             best_of(lambda: load_scan(nii_las)), peak_over_result(lambda: load_scan(nii_las))),
         ]
     print()
-    print(f"{'data':42s} {'bare read':>10s} {'load_scan':>10s} {'ratio':>7s}")
-    for name, bare, ours in rows:
-        print(f"{name:42s} {bare:9.3f}s {ours:9.3f}s {ours / bare:6.2f}x")
+    print(f"{'data':42s} {'bare read':>10s} {'load_scan':>10s} {'ratio':>7s} {'peak/result':>12s}")
+    for name, bare, ours, peak in rows:
+        print(f"{name:42s} {bare:9.3f}s {ours:9.3f}s {ours / bare:6.2f}x {peak:11.2f}x")
     print(f"\nbest of {REPEATS} runs each; target ratio <= 1.5")
 
 

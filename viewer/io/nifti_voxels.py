@@ -26,7 +26,7 @@ from nibabel.volumeutils import apply_read_scaling
 from viewer.io.errors import CorruptFileError
 from viewer.io.orientation import Canonical
 
-SLAB_BYTES = 16 * 2**20  # stored bytes decoded at a time (the scaled copy of a slab is up to 4× that)
+SLAB_BYTES = 4 * 2**20  # stored bytes decoded at a time; its scaled float64 copies take up to 8× that
 
 
 def working_bytes(proxy: object, grid: tuple[int, int, int]) -> int:
