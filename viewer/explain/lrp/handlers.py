@@ -8,7 +8,7 @@ Choices made here, for every preset:
 
 - activations (ReLU, GELU, SiLU, hard-swish, ...) pass relevance unchanged (the
   identity rule); LayerNorm/GroupNorm/InstanceNorm/RMSNorm use the AttnLRP rule
-  of ``norms.py``; an unfolded eval-mode BatchNorm passes relevance unchanged;
+  of ``norms.py``, an unfolded BatchNorm the ε-rule of its per-channel affine map;
 - a product with a *gate* (the output of a sigmoid, hard-sigmoid or tanh: squeeze-
   and-excitation, attention gates, GLU, hand-written SiLU) treats the gate as a
   constant factor, so all relevance goes to the gated signal, as it does through
@@ -346,12 +346,13 @@ def _build() -> dict:
     put([F.linear], _linear)
     put([F.relu, torch.relu, T.relu, F.relu6], _elementwise(nonneg=True))
     put([F.leaky_relu, F.gelu, F.silu, F.elu, F.selu, F.celu, F.mish, F.softplus, F.hardswish, F.hardtanh,
-         F.prelu, torch.prelu, F.rrelu, F.tanhshrink, F.softsign, F.batch_norm, F.local_response_norm,
+         F.prelu, torch.prelu, F.rrelu, F.tanhshrink, F.softsign, F.local_response_norm,
          F.normalize], _elementwise())
     put([F.layer_norm], _norm("layer_norm"))
     put([g(F, "rms_norm", None)], _norm("rms_norm"))
     put([F.group_norm], _norm("group_norm"))
     put([F.instance_norm], _norm("instance_norm"))
+    put([F.batch_norm], _norm("batch_norm"))
     put([torch.relu_, T.relu_, F.relu_], _inplace(_elementwise(plain=torch.relu, nonneg=True)))
     put([F.leaky_relu_], _inplace(_elementwise(plain=F.leaky_relu)))
     put([F.elu_], _inplace(_elementwise(plain=F.elu)))

@@ -14,9 +14,8 @@ thing: the relevance of ``y`` then lands on ``x`` where ``y`` and ``x`` differ
 arbitrarily, and the next ε-rule divides by ``x`` (on ViT-B the input share came
 out as -2,664 times the explained logit).
 
-An eval-mode BatchNorm with running statistics that could not be folded into a
-convolution is a per-channel affine map; its rule stays the identity (as zennit's),
-because pre-activation CNNs such as DenseNet depend on it being free of cost.
+An eval-mode BatchNorm that could not be folded into a convolution is a per-channel
+affine map (running statistics are constants) and gets the ε-rule of that map.
 """
 
 from __future__ import annotations
@@ -38,39 +37,36 @@ Tensor = torch.Tensor
 
 @dataclass(frozen=True)
 class Grouping:
-    """How the statistics of a normalisation are taken: ``groups`` > 0 splits dim 1
-    into that many groups and reduces over each group and all spatial dims
-    (GroupNorm, InstanceNorm); otherwise the last ``last`` dims are reduced
-    (LayerNorm, RMSNorm).  ``centre``: whether the mean is subtracted."""
+    """Over which elements a normalisation takes its statistics: ``dims`` of the
+    tensor, after splitting dim 1 into (``groups``, channels per group) when
+    ``groups`` > 0 (GroupNorm).  ``centre``: whether the mean is subtracted
+    (not for RMSNorm; nothing is reduced when the statistics are constants)."""
 
+    dims: tuple[int, ...] = ()
     groups: int = 0
-    last: int = 0
     centre: bool = True
 
-    def _grouped(self, t: Tensor) -> Tensor:
-        return t.reshape(t.shape[0], self.groups, -1) if self.groups else t.reshape(*t.shape[: t.dim() - self.last], -1)
+    def _view(self, t: Tensor) -> Tensor:
+        return t.reshape(t.shape[0], self.groups, -1, *t.shape[2:]) if self.groups else t
 
     def stats(self, x: Tensor, eps: float) -> Tensor:
         """1/σ broadcastable to x (σ the standard deviation, or the RMS)."""
-        xg = self._grouped(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x)
+        xv = self._view(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x)
         if self.centre:
-            var = xg.var(-1, unbiased=False, keepdim=True)
+            var = xv.var(self.dims, unbiased=False, keepdim=True)
         else:
-            var = xg.pow(2).mean(-1, keepdim=True)
+            var = xv.pow(2).mean(self.dims, keepdim=True)
         inv = var.add_(eps).rsqrt_()
         if self.groups:
-            per = x.shape[1] // self.groups
-            inv = inv.repeat_interleave(per, dim=1).reshape(x.shape[0], x.shape[1], *([1] * (x.dim() - 2)))
-        else:
-            inv = inv.reshape(*x.shape[: x.dim() - self.last], *([1] * self.last))
+            inv = inv.expand(*xv.shape[:3], *inv.shape[3:]).reshape(x.shape[0], x.shape[1], *inv.shape[3:])
         return inv
 
     def centred(self, u: Tensor) -> Tensor:
         """u minus its mean over each group (the transpose of the centring map)."""
-        if not self.centre:
+        if not self.centre or not self.dims:
             return u
-        ug = self._grouped(u)
-        return (ug - ug.mean(-1, keepdim=True)).reshape(u.shape)
+        uv = self._view(u)
+        return uv.sub(uv.mean(self.dims, keepdim=True)).reshape(u.shape)
 
 
 class NormFn(Function):
@@ -109,24 +105,40 @@ def _factors(*ts: Tensor | None) -> tuple[Tensor, ...]:
     return tuple(t for t in ts if t is not None)
 
 
+def _last(normalized_shape) -> tuple[int, ...]:
+    n = len(tuple(normalized_shape)) if isinstance(normalized_shape, (tuple, list, torch.Size)) else 1
+    return tuple(range(-n, 0))
+
+
 def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
-    grouping = Grouping(last=len(tuple(normalized_shape)))
+    grouping = Grouping(_last(normalized_shape))
     factors = _factors(grouping.stats(x, eps), weight)
     return grouping, factors, bias, lambda t: F.layer_norm(t, normalized_shape, weight, bias, eps)
 
 
 def rms_norm(x, normalized_shape, weight=None, eps=None):
-    grouping = Grouping(last=len(tuple(normalized_shape)), centre=False)
+    grouping = Grouping(_last(normalized_shape), centre=False)
     e = torch.finfo(x.dtype).eps if eps is None else eps
     factors = _factors(grouping.stats(x, e), weight)
     return grouping, factors, None, lambda t: F.rms_norm(t, normalized_shape, weight, eps)
 
 
 def group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
-    grouping = Grouping(groups=int(num_groups))
+    grouping = Grouping(tuple(range(2, x.dim() + 1)), groups=int(num_groups))
     inv = grouping.stats(x, eps)
     factors = (inv if weight is None else inv * _channel(weight, x),)
     return grouping, factors, _channel(bias, x), lambda t: F.group_norm(t, num_groups, weight, bias, eps)
+
+
+def _constant_stats(x, mean, var, weight, bias, eps):
+    """Running statistics: a per-channel affine map whose constant part is a bias."""
+    scale = _channel(var.add(eps).rsqrt(), x)
+    if weight is not None:
+        scale = scale * _channel(weight, x)
+    shift = -_channel(mean, x) * scale
+    if bias is not None:
+        shift = shift + _channel(bias, x)
+    return Grouping(centre=False), (scale,), shift
 
 
 def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None, use_input_stats=True,
@@ -135,17 +147,28 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
         return F.instance_norm(t, running_mean, running_var, weight, bias, use_input_stats, momentum, eps)
 
     if use_input_stats or running_mean is None:
-        grouping = Grouping(groups=x.shape[1])
+        grouping = Grouping(tuple(range(2, x.dim())))
         inv = grouping.stats(x, eps)
         return grouping, (inv if weight is None else inv * _channel(weight, x),), _channel(bias, x), fn
-    # running statistics: a per-channel affine map whose constant part is a bias
-    scale = _channel(running_var.add(eps).rsqrt(), x)
-    if weight is not None:
-        scale = scale * _channel(weight, x)
-    shift = -_channel(running_mean, x) * scale
-    if bias is not None:
-        shift = shift + _channel(bias, x)
-    return Grouping(centre=False), (scale,), shift, fn
+    return (*_constant_stats(x, running_mean, running_var, weight, bias, eps), fn)
 
 
-PARSERS = {"layer_norm": layer_norm, "rms_norm": rms_norm, "group_norm": group_norm, "instance_norm": instance_norm}
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """A BatchNorm that could not be folded into the layer before it (pre-activation
+    networks such as DenseNet).  Passing its relevance unchanged would hand the input
+    the relevance of (x - μ)/σ·w + b, and an ε-rule before it then divides by x
+    (DenseNet121 under the ε preset: input relevance 10²⁹ times the logit)."""
+    def fn(t):
+        return F.batch_norm(t, running_mean, running_var, weight, bias, False, momentum, eps)
+
+    if training or running_mean is None or running_var is None:
+        def fn_batch(t):
+            return F.batch_norm(t, None, None, weight, bias, True, 0.0, eps)
+        grouping = Grouping((0, *range(2, x.dim())))
+        inv = grouping.stats(x, eps)
+        return grouping, (inv if weight is None else inv * _channel(weight, x),), _channel(bias, x), fn_batch
+    return (*_constant_stats(x, running_mean, running_var, weight, bias, eps), fn)
+
+
+PARSERS = {"layer_norm": layer_norm, "rms_norm": rms_norm, "group_norm": group_norm, "instance_norm": instance_norm,
+           "batch_norm": batch_norm}
