@@ -22,6 +22,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("batch", "viewer.cli.batch", "explain a cohort of scans headless: relevance maps + summary.csv"),
     Command("notices", "viewer.cli.notices", "licences of lrp-viewer and of the software it includes"),
     Command("graph", "viewer.cli.graph", "attribution graph of one scan: graph.json, graph.png, node heatmaps"),
+    Command("revise", "viewer.cli.revise", "retrain, freeze or prune the channels attribution singles out"),
 )
 
 

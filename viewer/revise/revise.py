@@ -20,6 +20,7 @@ selection takes, drawn at random), ``taylor`` and ``magnitude`` (see :mod:`.scor
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -54,13 +55,20 @@ class CaseSet:
     def __len__(self) -> int:
         return len(self.x)
 
+    def subset(self, keep: torch.Tensor) -> "CaseSet":
+        ids = tuple(i for i, k in zip(self.ids, keep.tolist()) if k) if self.ids else ()
+        region = None if self.region is None else self.region[keep]
+        return CaseSet(self.name, self.x[keep], self.y[keep], region, ids)
+
+    def labelled(self) -> "CaseSet":
+        """Only the cases with a label (class index ≥ 0)."""
+        return self.subset(self.y >= 0)
+
     def with_region(self) -> "CaseSet":
         """Only the cases whose region has at least one voxel."""
         if self.region is None:
             return CaseSet(self.name, self.x[:0], self.y[:0], None, ())
-        keep = self.region.flatten(1).any(1)
-        ids = tuple(i for i, k in zip(self.ids, keep.tolist()) if k) if self.ids else ()
-        return CaseSet(self.name, self.x[keep], self.y[keep], self.region[keep], ids)
+        return self.subset(self.region.flatten(1).any(1))
 
 
 @dataclass(frozen=True)
@@ -138,8 +146,6 @@ def revise(
     the task to keep for preserve); ``train`` are the cases to fine-tune on (all modes
     but prune). ``mask`` skips the selection (a resumed run passes the one it saved).
     """
-    import time
-
     plan.check()
     if len(reference) == 0:
         raise ReviseError("No reference cases: the revision needs cases to rank channels on.")
