@@ -1,6 +1,7 @@
 """UI speed: slice scrolling with the relevance overlay, and start-up to the first overlay.
 
-Run: ``python benchmarks/bench_ui.py`` (offscreen by default). Prints a table; ratios
+Run: ``python benchmarks/bench_ui.py [scrolling] [lateness] [startup]`` (offscreen by default; all
+sections when none is named). Prints a table; ratios
 are against references measured in the same process:
 
 * scrolling: frames per second when stepping through every axial slice of a
@@ -9,8 +10,11 @@ are against references measured in the same process:
   three repainted, and as Qt schedules it with ``processEvents``);
 * start-up: seconds from launching ``lrp-viewer --benchmark-first-overlay`` (demo case,
   demo model) to the first overlay on screen and to the final LRP map, against the
-  time to start Python and import the UI without opening anything.
-Targets: ≥ 60 frames/s with the overlay; first overlay under 5 s.
+  time to start Python and import the UI without opening anything;
+* lateness: how late a 10 ms timer on the GUI thread fires (p50/p99/max) in the real
+  main window on the demo, idle (reference) vs. while the user scrolls, hovers and the
+  status bar follows, vs. the same while a long occlusion explanation runs on the worker.
+Targets: ≥ 60 frames/s with the overlay; first overlay under 5 s; p99 lateness under 50 ms.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 SHAPE = (512, 512, 300)
+LATENESS_BUDGET_MS = 50.0  # p99 of the GUI timer's lateness; tests/ui/test_responsiveness.py
 
 
 def _scroll(view, frames: int, paint) -> float:
@@ -101,20 +106,110 @@ def bench_startup() -> list[tuple[str, float]]:
             ("launch → exit, whole process (wall)", wall)]
 
 
-def main() -> int:
-    print(f"Scrolling {SHAPE[0]}×{SHAPE[1]}×{SHAPE[2]} (offscreen, every frame painted)")
-    rows = bench_scrolling()
-    ref = rows[0][1]
-    print(f"{'case':48s} {'frames/s':>9s} {'ms/frame':>9s} {'vs ref':>7s}")
-    for name, fps in rows:
-        print(f"{name:48s} {fps:9.1f} {1000 / fps:9.2f} {fps / ref:7.2f}")
-    print()
-    print("Start-up on the demo")
-    rows = bench_startup()
-    ref = rows[0][1]
-    print(f"{'case':48s} {'seconds':>9s} {'vs ref':>7s}")
-    for name, sec in rows:
-        print(f"{name:48s} {sec:9.2f} {sec / ref:7.2f}")
+def _lateness(app, seconds: float, action) -> np.ndarray:
+    """Lateness (ms) of every tick of a 10 ms precise timer while ``action(step)`` runs every 40 ms."""
+    from PySide6 import QtCore
+
+    late: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        late.append(max(0.0, now - last[0] - 0.010))
+        last[0] = now
+
+    timer = QtCore.QTimer(interval=10)
+    timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
+    timer.timeout.connect(tick)
+    last[0] = time.perf_counter()
+    timer.start()
+    end, step, next_action = time.perf_counter() + seconds, 0, 0.0
+    while time.perf_counter() < end:
+        now = time.perf_counter()
+        if action is not None and now >= next_action:
+            action(step)
+            step += 1
+            next_action = now + 0.040
+        app.processEvents(QtCore.QEventLoop.ProcessEventsFlag.AllEvents, 5)
+    timer.stop()
+    return 1000.0 * np.asarray(late)
+
+
+def bench_lateness(seconds: float = 4.0) -> list[tuple[str, np.ndarray]]:
+    """GUI-thread lateness in the real window on the demo (see the module docstring)."""
+    from PySide6 import QtCore
+
+    from viewer.session.session import Session
+    from viewer.ui.app import make_app
+    from viewer.ui.main_window import MainWindow
+
+    app = make_app()
+    session = Session()
+    window = MainWindow(session)
+    window.resize(1400, 900)
+    window.show()
+    try:
+        if not window.open_demo():
+            raise SystemExit("the demo did not open")
+        deadline = time.perf_counter() + 120
+        while time.perf_counter() < deadline:
+            app.processEvents()
+            r = session.result(0)
+            if r is not None and not r.preview and not session.is_busy(0):
+                break
+            time.sleep(0.01)
+        ax = window.views.views["axial"]
+        centre = ax.viewport().rect().center()
+
+        def user(step: int) -> None:  # a wheel-like slice step and a mouse move over the axial view
+            session.move_cursor(2, 1 if (step // 8) % 2 == 0 else -1)
+            pos = QtCore.QPointF(ax.mapToScene(centre + QtCore.QPoint(step % 20, step % 15)))
+            ax.scene().sigMouseMoved.emit(pos)
+
+        rows = [("idle window (reference)", _lateness(app, seconds, None)),
+                ("scrolling + hovering", _lateness(app, seconds, user))]
+        session.set_panel_method(0, "occlusion", patch=4, stride=2, batch_size=8)
+        rows.append(("scrolling + hovering while occlusion runs", _lateness(app, seconds, user)))
+        session.cancel_all()
+        session.wait_idle(60)
+        return rows
+    finally:
+        window.shutdown()
+        window.close()
+        session.close()
+        window.deleteLater()
+        app.processEvents()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every section, or only those named: ``scrolling``, ``lateness``, ``startup``."""
+    wanted = set(sys.argv[1:] if argv is None else argv) or {"scrolling", "lateness", "startup"}
+    if "scrolling" in wanted:
+        print(f"Scrolling {SHAPE[0]}×{SHAPE[1]}×{SHAPE[2]} (offscreen, every frame painted)")
+        rows = bench_scrolling()
+        ref = rows[0][1]
+        print(f"{'case':48s} {'frames/s':>9s} {'ms/frame':>9s} {'vs ref':>7s}")
+        for name, fps in rows:
+            print(f"{name:48s} {fps:9.1f} {1000 / fps:9.2f} {fps / ref:7.2f}")
+        print()
+    if "lateness" in wanted:
+        print("GUI-thread lateness of a 10 ms timer, real window on the demo")
+        lat = bench_lateness()
+        ref99 = float(np.percentile(lat[0][1], 99))
+        print(f"{'case':48s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'ticks':>6s} {'p99-ref':>8s} "
+              f"{'/budget':>8s}")
+        for name, ms in lat:
+            p50, p99 = np.percentile(ms, [50, 99])
+            print(f"{name:48s} {p50:8.1f} {p99:8.1f} {ms.max():8.1f} {len(ms):6d} {p99 - ref99:8.1f} "
+                  f"{p99 / LATENESS_BUDGET_MS:8.2f}")
+        print()
+    if "startup" in wanted:
+        print("Start-up on the demo")
+        rows = bench_startup()
+        ref = rows[0][1]
+        print(f"{'case':48s} {'seconds':>9s} {'vs ref':>7s}")
+        for name, sec in rows:
+            print(f"{name:48s} {sec:9.2f} {sec / ref:7.2f}")
     return 0
 
 

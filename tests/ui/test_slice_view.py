@@ -45,8 +45,7 @@ def test_physical_aspect_and_crosshair_position_in_millimetres(grid):
     cor = grid.views["coronal"]
     tr = cor.scan_item.transform()
     assert (tr.m11(), tr.m22()) == (1.0, 3.0)  # axis 0 at 1 mm, axis 2 at 3 mm per voxel
-    assert cor.vline.value() == pytest.approx(4.5 * 1.0)
-    assert cor.hline.value() == pytest.approx(9.5 * 3.0)
+    assert cor.crosshair.position() == pytest.approx((4.5 * 1.0, 9.5 * 3.0))
 
 
 def test_radiological_mirrors_and_letters(grid):

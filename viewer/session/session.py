@@ -21,6 +21,7 @@ from viewer.session import compute, scan_info
 from viewer.session.cursor import Cursor
 from viewer.session.display import DEFAULT_PRESET, ViewSettings, WindowLevel
 from viewer.session.failures import FailuresMixin
+from viewer.session.graph import GraphMixin
 from viewer.session.histogram import Histogram, intensity_histogram
 from viewer.session.layers import LayersMixin
 from viewer.session.comparison import ComparisonMixin
@@ -44,7 +45,7 @@ SIGNAL_NAMES = (
 )
 
 
-class Session(OpeningMixin, SettingsMixin, ComparisonMixin, StateMixin, FailuresMixin, LayersMixin):
+class Session(GraphMixin, OpeningMixin, SettingsMixin, ComparisonMixin, StateMixin, FailuresMixin, LayersMixin):
     """Headless state of one viewer window (see /work/notes/SESSION_API.md).
 
     Parameters
@@ -71,8 +72,9 @@ class Session(OpeningMixin, SettingsMixin, ComparisonMixin, StateMixin, Failures
         self.preview_enabled = preview
         self._lock = threading.RLock()
         self._runner = JobRunner(
-            on_progress=self._on_progress, on_result=self._on_result,
-            on_error=self._on_error, on_cancelled=self._on_cancelled, cache_entries=cache_entries,
+            **self._graph_routes(on_progress=self._on_progress, on_result=self._on_result,
+                                 on_error=self._on_error, on_cancelled=self._on_cancelled),
+            cache_entries=cache_entries,
         )
         self.recent = recent if recent is not None else RecentFiles()
         self.recent.changed.connect(self._recent_changed)
@@ -115,6 +117,7 @@ class Session(OpeningMixin, SettingsMixin, ComparisonMixin, StateMixin, Failures
         self._init_comparison()
         self._init_failures()
         self._init_layers()
+        self._init_graph()
 
     # -- panels -------------------------------------------------------------------------
     @property
@@ -153,6 +156,12 @@ class Session(OpeningMixin, SettingsMixin, ComparisonMixin, StateMixin, Failures
     def profile(self, i: int, axis: int = 2) -> RelevanceProfile | None:
         result = self.result(i)
         return None if result is None else relevance_profile(result.on_scan, axis)
+
+    @property
+    def scan_token(self) -> str:
+        """Changes whenever another scan is opened (also the same file again): an identity
+        the UI can keep per scan without holding the scan."""
+        return self._scan_token
 
     # -- about the scan (for the notes bar, the scan-info and window dialogs) ----------------
     def scan_notes(self) -> list[str]:
@@ -272,13 +281,14 @@ class Session(OpeningMixin, SettingsMixin, ComparisonMixin, StateMixin, Failures
         if self._runner.cached(key) is None:  # before submitting: the worker may finish first
             self._emit_index(self.busy, pid, True)
         self._runner.submit(slot, key, lambda p: compute.explain(ctx, req, fn(), p, mask))
+        self._graph_follow(pid)
 
     def _explain(self) -> Callable[..., Any]:
         if self._explain_fn is None:
             from viewer.explain import explain
 
             self._explain_fn = explain
-        return self._explain_fn
+        return self._with_graph_methods(self._explain_fn)
 
     # -- worker callbacks (worker thread, or caller thread for cached results) ----------------
     def _on_result(self, slot: Any, key: Any, result: Any) -> None:

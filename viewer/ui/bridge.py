@@ -30,6 +30,7 @@ _PAIRS = (
     ("perturbation_ready", "perturbationReady"),
     ("error", "error"),
     ("recent_files_changed", "recentFilesChanged"),
+    ("layers_changed", "layersChanged"),
 )
 
 
@@ -53,6 +54,7 @@ class SessionBridge(QtCore.QObject):
     perturbationReady = QtCore.Signal(int)
     error = QtCore.Signal(str, str)
     recentFilesChanged = QtCore.Signal()
+    layersChanged = QtCore.Signal()
 
     def __init__(self, session: Any, parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)

@@ -11,6 +11,8 @@ viewer.io.colormaps, the same tables the figure export uses.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtWidgets
@@ -92,8 +94,19 @@ def color_map(name: str = colormaps.DEFAULT) -> pg.ColorMap:
     return pg.ColorMap(pos, colors, name=name)
 
 
+def limit_title(overlay: Any, limit: float) -> str:
+    """The colour bar's title: what is shown and what its limits are, e.g.
+    "relevance ±0.012 (99.5 pct)" — the 99.5th percentile of |R| — or "relevance ±0.5 (fixed)"."""
+    if overlay is None:
+        return "relevance"
+    if overlay.limit_mode == "fixed":
+        return f"relevance ±{limit:.3g} (fixed)"
+    return f"relevance ±{limit:.2g} ({overlay.percentile:g} pct)"
+
+
 class ColorBar(pg.GraphicsLayoutWidget):
-    """A non-interactive colour bar showing the overlay's symmetric limits in relevance units."""
+    """A non-interactive colour bar showing the overlay's symmetric limits in relevance units,
+    titled with what the colours mean and where the limits come from."""
 
     def __init__(self, orientation: str = "vertical", parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -106,13 +119,25 @@ class ColorBar(pg.GraphicsLayoutWidget):
         self.addItem(self.bar)
         self.horizontal = horizontal
         if horizontal:
-            self.setFixedHeight(48)
+            self.setFixedHeight(62)
         else:
-            self.setFixedWidth(76)
+            self.setFixedWidth(92)
+        self.bar.axis.enableAutoSIPrefix(False)  # a titled axis would otherwise show 30 for 0.03 (milli)
         self.limit = 1.0
+        self.title = ""
+        self.set_title("relevance")
 
-    def set_map(self, name: str, limit: float) -> None:
+    def set_title(self, text: str) -> None:
+        if text != self.title:
+            self.title = text
+            self.bar.axis.setLabel(text, **{"font-size": "8pt", "color": "#bbb"})
+
+    def set_map(self, name: str, limit: float, title: str | None = None) -> None:
+        if title is not None:
+            self.set_title(title)
         self.limit = float(limit) if limit and limit > 0 else 1.0
+        how = "a fixed limit" if "fixed" in self.title else "a percentile of |R| over the whole volume"
+        self.setToolTip(f"Signed relevance; the colours span ±{self.limit:.4g} ({how}). White is zero.")
         self.bar.setColorMap(color_map(name))
         self.bar.setLevels((-self.limit, self.limit))
         if self.horizontal:  # narrow bars: three labels that never collide (edge labels get clipped)

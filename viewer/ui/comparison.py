@@ -16,12 +16,12 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from viewer.io.view_geometry import VIEWS
-from viewer.ui.colorbar import ColorBar, overlay_lut
+from viewer.ui.colorbar import ColorBar, limit_title, overlay_lut
+from viewer.ui.comparison_metrics import MetricsRow
 from viewer.ui.profile_plot import release_plot_menus
 from viewer.ui.slice_view import SliceView
 
 MAX_PANELS = 4
-CURVE_COLOURS = ((230, 90, 70), (80, 160, 240), (240, 200, 60), (120, 220, 120))
 
 
 def method_choices(session: Any) -> list[tuple[str, str, dict[str, Any]]]:
@@ -83,6 +83,7 @@ class ComparisonPane(QtWidgets.QWidget):
         self._levels = (0.0, 1.0)
         self._mask: np.ndarray | None = None
         self._cursor: tuple[int, int, int] | None = None
+        self.hover_view: SliceView | None = None  # the panel view under the mouse (status bar)
 
         self.plane_combo = QtWidgets.QComboBox()
         self.plane_combo.addItems([v.capitalize() for v in VIEWS])
@@ -103,38 +104,14 @@ class ComparisonPane(QtWidgets.QWidget):
 
         self.row = QtWidgets.QHBoxLayout()
         self.row.setSpacing(4)
-        self.metrics_table = QtWidgets.QTableWidget(0, 4)
-        self.metrics_table.setHorizontalHeaderLabels(["Panel", "Mass acc.", "Pointing", "AOPC"])
-        self.metrics_table.verticalHeader().setVisible(False)
-        header = self.metrics_table.horizontalHeader()
-        header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
-        self.metrics_table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.corr_table = QtWidgets.QTableWidget(0, 0)
-        self.corr_table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.curves = pg.PlotWidget()
-        self.curves.setLabel("bottom", "fraction of most relevant voxels removed")
-        self.curves.setLabel("left", "target score")
-        self.curves.addLegend(offset=(-4, 4), labelTextSize="8pt", brush=(20, 20, 20, 170))
-        self.curves.setMinimumHeight(150)
-        def titled(title: str, widget: QtWidgets.QWidget) -> QtWidgets.QWidget:
-            box = QtWidgets.QWidget()
-            v = QtWidgets.QVBoxLayout(box)
-            v.setContentsMargins(0, 0, 0, 0)
-            v.addWidget(QtWidgets.QLabel(title))
-            v.addWidget(widget, 1)
-            return box
-
-        metrics = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
-        metrics.addWidget(titled("<b>Metrics</b> (mass accuracy and pointing game against the mask)", self.metrics_table))
-        metrics.addWidget(titled("<b>Rank correlation</b> (Spearman)", self.corr_table))
-        metrics.addWidget(titled("<b>Perturbation</b> (most relevant first)", self.curves))
-        metrics.setSizes([340, 230, 430])
+        self.metrics = MetricsRow(session, self.panel_name)
+        self.metrics_table, self.corr_table = self.metrics.metrics_table, self.metrics.corr_table
+        self.curves, self.curves_legend = self.metrics.curves, self.metrics.curves_legend
         panels = QtWidgets.QWidget()
         panels.setLayout(self.row)
         body = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         body.addWidget(panels)
-        body.addWidget(metrics)
+        body.addWidget(self.metrics)
         body.setStretchFactor(0, 3)
         body.setStretchFactor(1, 1)
         self.row.setContentsMargins(0, 0, 0, 0)
@@ -145,9 +122,12 @@ class ComparisonPane(QtWidgets.QWidget):
 
     # -- panels ---------------------------------------------------------------------------
     def ensure_default_panels(self) -> None:
-        """Opening the pane with one explanation adds Grad-CAM beside it."""
+        """Opening the pane with one explanation adds a different method beside it
+        (Grad-CAM beside LRP, LRP beside anything else)."""
         if len(self.session.panels) < 2 and self.session.model is not None:
-            self.session.add_panel("gradcam")
+            choice = self.session.comparison_choice()
+            if choice is not None:
+                self.session.add_panel(choice[0], **choice[1])
 
     def _add_panel(self) -> None:
         if len(self.session.panels) < MAX_PANELS:
@@ -196,7 +176,7 @@ class ComparisonPane(QtWidgets.QWidget):
         p = ComparisonPanel(index, self.plane)
         v = p.view
         v.cursorRequested.connect(self.cursorRequested)
-        v.hovered.connect(self.hovered)
+        v.hovered.connect(lambda ijk, view=v: self._on_hover(view, ijk))
         v.windowDragged.connect(self.windowDragged)
         v.sliceStepped.connect(lambda step, view=v: self.sliceStepped.emit(view.orient.slice_axis, step))
         p.combo.currentIndexChanged.connect(lambda k, i=index: self._on_choice(i, k))
@@ -208,6 +188,13 @@ class ComparisonPane(QtWidgets.QWidget):
         if self._scan is not None:
             self._setup_view(v)
         return p
+
+    def _on_hover(self, view: SliceView, ijk) -> None:
+        if ijk is not None:
+            self.hover_view = view
+        elif self.hover_view is view:
+            self.hover_view = None
+        self.hovered.emit(ijk)
 
     def _on_choice(self, i: int, k: int) -> None:
         if 0 <= k < len(self._choices):
@@ -227,6 +214,7 @@ class ComparisonPane(QtWidgets.QWidget):
 
     def set_scan(self, scan: Any, radiological: bool) -> None:
         self._scan = scan
+        self.hover_view = None
         self._radiological = radiological
         self.plane_combo.setEnabled(not scan.is_2d)
         if scan.is_2d and self.plane != "axial":
@@ -270,11 +258,11 @@ class ComparisonPane(QtWidgets.QWidget):
     def refresh_display(self, i: int) -> None:
         if i >= len(self.panels) or i >= len(self.session.panels):
             return
-        ov = self.session.panels[i].overlay
+        ov = self.session.display_overlay(i)
         limit = self.session.panel_limit(i) or 1.0
         p = self.panels[i]
         p.view.set_overlay_style(overlay_lut(ov.colormap, ov.opacity, ov.threshold, ov.sign), limit, ov.visible)
-        p.colorbar.set_map(ov.colormap, limit)
+        p.colorbar.set_map(ov.colormap, limit, limit_title(ov, limit))
 
     def refresh_result(self, i: int) -> None:
         if i >= len(self.panels):
@@ -284,13 +272,18 @@ class ComparisonPane(QtWidgets.QWidget):
         self.refresh_display(i)
         p.view.set_overlay(None if res is None else res.on_scan)
         if res is None:
-            p.caption.setText("…" if self.session.is_busy(i) else "")
+            error = self.session.panel_error(i)
+            p.caption.setText(f"Failed: {error}" if error else "computing…" if self.session.is_busy(i) else "")
+            p.caption.setToolTip(error or "")
+            p.caption.setStyleSheet("color: #f0a070" if error else "color: #aaa")
         else:
+            p.caption.setStyleSheet("color: #aaa")
+            p.caption.setToolTip("")
             c = res.conservation
             text = f"Σ R = {res.relevance.input_sum:.3g}" if res.relevance.input_sum is not None else ""
             if c is not None:
                 text += f"  (f(x) = {c.explained:.3g}, absorbed {c.absorbed:.3g})"
-            p.caption.setText(text + ("  — preview" if res.preview else ""))
+            p.caption.setText(text + (f"  — PREVIEW ({res.method}), refining…" if res.preview else ""))
 
     def set_progress(self, i: int, fraction: float) -> None:
         if i < len(self.panels):
@@ -300,67 +293,21 @@ class ComparisonPane(QtWidgets.QWidget):
         if i < len(self.panels):
             self.panels[i].progress.setValue(0)
             self.panels[i].progress.setVisible(True)
+            if not busy and i < len(self.session.panels):
+                self.refresh_result(i)  # the caption says done, failed (and why) or cancelled
 
     # -- metrics ------------------------------------------------------------------------------
+    def panel_name(self, k: int) -> str:
+        """The method a panel shows, as its choice box names it."""
+        text = self.panels[k].combo.currentText() if k < len(self.panels) else ""
+        return text or self.session.panels[k].method
+
     def refresh_metrics(self) -> None:
-        report = getattr(self.session, "metrics", None)
-        n = len(self.panels)
-        self.metrics_table.setRowCount(n)
-        per = list(getattr(report, "per_panel", []) or []) if report is not None else []
-        for i in range(n):
-            name = self.panels[i].combo.currentText() or f"panel {i + 1}"
-            row = per[i] if i < len(per) else None
-            curve = self.session.perturbation(i)
-            cells = [f"{i + 1}: {name}", getattr(row, "mass_accuracy", None), getattr(row, "pointing_game", None),
-                     getattr(curve, "aopc_morf", None)]
-            for c, v in enumerate(cells):
-                if isinstance(v, bool):
-                    text = "hit" if v else "miss"
-                else:
-                    text = v if isinstance(v, str) else ("—" if v is None else f"{float(v):.3f}")
-                self.metrics_table.setItem(i, c, QtWidgets.QTableWidgetItem(text))
-        corr = dict(getattr(report, "correlations", {}) or {}) if report is not None else {}
-        self.corr_table.setRowCount(n)
-        self.corr_table.setColumnCount(n)
-        labels = [f"{i + 1}" for i in range(n)]
-        self.corr_table.setHorizontalHeaderLabels(labels)
-        self.corr_table.setVerticalHeaderLabels(labels)
-        for a in range(n):
-            for b in range(n):
-                v = 1.0 if a == b else corr.get((a, b), corr.get((b, a)))
-                ok = v is not None and np.isfinite(v)
-                self.corr_table.setItem(a, b, QtWidgets.QTableWidgetItem(f"{v:.2f}" if ok else "—"))
-        self.corr_table.resizeColumnsToContents()
+        self.metrics.refresh_metrics(len(self.panels))
+
+    def refresh_perturbation(self, i: int | None = None) -> None:
+        self.metrics.refresh_perturbation(len(self.panels))
 
     def request_perturbation(self) -> None:
         for i in range(len(self.session.panels)):
             self.session.request_perturbation(i)
-
-    def refresh_perturbation(self, i: int | None = None) -> None:
-        self.curves.clear()
-        legend = self.curves.getPlotItem().legend
-        if legend is not None:
-            legend.clear()
-        for k in range(len(self.session.panels)):
-            curve = self.session.perturbation(k)
-            if curve is None:
-                continue
-            x, y = _curve_xy(curve)
-            self.curves.plot(x, y, pen=pg.mkPen(CURVE_COLOURS[k % 4], width=2), name=str(k + 1))
-            if k == 0 and getattr(curve, "random", None) is not None:
-                self.curves.plot(x, np.asarray(curve.random, dtype=float), name="random",
-                                 pen=pg.mkPen((150, 150, 150), width=1, style=QtCore.Qt.PenStyle.DashLine))
-        self.refresh_metrics()  # AOPC column
-
-
-def _curve_xy(curve: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Fractions and scores of a perturbation curve, whatever its container."""
-    if isinstance(curve, dict):
-        x = curve.get("fractions", curve.get("x"))
-        y = curve.get("scores", curve.get("y"))
-    else:
-        x = next((getattr(curve, a) for a in ("fractions", "x", "steps") if hasattr(curve, a)), None)
-        y = next((getattr(curve, a) for a in ("morf", "scores", "y", "values") if hasattr(curve, a)), None)
-    y = np.asarray(y if y is not None else curve, dtype=float).ravel()
-    x = np.linspace(0, 1, len(y)) if x is None else np.asarray(x, dtype=float).ravel()
-    return x, y

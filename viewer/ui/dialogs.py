@@ -25,17 +25,64 @@ def show_error(parent: QtWidgets.QWidget | None, title: str, message: str) -> Qt
     return box
 
 
+def _first(entry: dict, *keys: str) -> Any:
+    return next((entry[k] for k in keys if entry.get(k) not in (None, "")), None)
+
+
+def _series_time(value: Any) -> str:
+    """DICOM TM ("142233.5") as "14:22:33"; other text unchanged."""
+    text = str(value)
+    digits = text.split(".")[0]
+    if len(digits) >= 4 and digits.isdigit():
+        return ":".join(digits[i:i + 2] for i in range(0, min(len(digits), 6), 2))
+    return text
+
+
+def _uid_short(uid: str) -> str:
+    """The UID's first characters and its last ones: UIDs of one site share a long root,
+    so the end is what tells two series apart."""
+    return uid if len(uid) <= 22 else f"{uid[:10]}…{uid[-10:]}"
+
+
+def series_parts(entry: dict) -> list[str]:
+    """What tells two series of one study apart, without patient fields: number, time,
+    modality, description, image count and size, and the first characters of the UID."""
+    parts = []
+    number = _first(entry, "series_number", "SeriesNumber", "number")
+    if number is not None:
+        parts.append(f"#{number}")
+    time = _first(entry, "series_time", "SeriesTime", "time", "AcquisitionTime")
+    if time is not None:
+        parts.append(_series_time(time))
+    for keys in (("modality", "Modality"), ("description", "series_description", "SeriesDescription")):
+        value = _first(entry, *keys)
+        if value is not None:
+            parts.append(str(value))
+    n = _first(entry, "images", "files", "count", "slices")
+    if n:
+        parts.append(f"{n} images")
+    rows, cols = _first(entry, "rows", "Rows"), _first(entry, "columns", "Columns")
+    if rows and cols:
+        parts.append(f"{cols} × {rows}")
+    uid = _first(entry, "uid", "series_uid", "SeriesInstanceUID", "series")
+    if uid:
+        parts.append(f"UID {_uid_short(str(uid))}")
+    return parts
+
+
+def current_series_text(meta: dict, modality: str | None = None) -> str:
+    """The opened series described like the others in the chooser (from ``scan.meta``)."""
+    entry = dict(meta or {})
+    if modality and not entry.get("Modality"):
+        entry["modality"] = modality
+    return " — ".join(series_parts(entry))
+
+
 def _series_text(entry: Any) -> tuple[str, str]:
     """(uid, description) of one entry of ``scan.meta["other_series"]`` (dict or tuple)."""
     if isinstance(entry, dict):
         uid = str(entry.get("uid") or entry.get("series_uid") or entry.get("SeriesInstanceUID") or "")
-        parts = [str(entry[k]) for k in ("modality", "description", "series_description") if entry.get(k)]
-        n = entry.get("images") or entry.get("files") or entry.get("count") or entry.get("slices")
-        if n:
-            parts.append(f"{n} images")
-        if entry.get("rows") and entry.get("columns"):
-            parts.append(f"{entry['columns']} × {entry['rows']}")
-        return uid, " — ".join(parts) or uid
+        return uid, " — ".join(series_parts(entry)) or uid
     if isinstance(entry, (tuple, list)) and entry:
         return str(entry[0]), " — ".join(str(e) for e in entry[1:]) or str(entry[0])
     return str(entry), str(entry)

@@ -1,5 +1,5 @@
-"""The "Explain" panel: method, LRP preset and parameters, target, device; progress;
-the model's prediction and LRP's conservation figures.
+"""The "Explain" panel: which model, method, LRP preset and parameters, target, device;
+progress; the model's prediction (with input warnings) and LRP's conservation figures.
 
 Every control writes straight into the session, which re-submits the explanation in the
 background (a quick Grad-CAM preview first when the method is LRP); this panel only ever
@@ -14,6 +14,7 @@ from PySide6 import QtCore, QtWidgets
 from pyqtgraph.parametertree import Parameter, ParameterTree
 
 from viewer.ui.param_specs import param_value, spec_to_param, specs_by_name
+from viewer.ui.prediction_box import PredictionBox
 
 
 def _available_devices() -> list[str]:
@@ -64,29 +65,24 @@ class ExplainPanel(QtWidgets.QWidget):
         self.state_label = QtWidgets.QLabel("No model")
         self.state_label.setWordWrap(True)
 
-        self.prediction_table = QtWidgets.QTableWidget(0, 2)
-        self.prediction_table.setHorizontalHeaderLabels(["Class", "Probability"])
-        self.prediction_table.verticalHeader().setVisible(False)
-        self.prediction_table.horizontalHeader().setStretchLastSection(True)
-        self.prediction_table.horizontalHeader().setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
-        self.prediction_table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.prediction_table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.NoSelection)
-        self.prediction_table.setMaximumHeight(130)
+        self.prediction_box = PredictionBox()
+        self.prediction_table = self.prediction_box.table
+        self.result_heading = QtWidgets.QLabel("<b>Conservation (LRP)</b>")
         self.conservation_label = QtWidgets.QLabel("")
         self.conservation_label.setWordWrap(True)
         self.conservation_label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
 
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.prediction_box.model_label)
         lay.addWidget(self.tree, 2)
         row = QtWidgets.QHBoxLayout()
         row.addWidget(self.progress_bar, 1)
         row.addWidget(self.cancel_button)
         lay.addLayout(row)
         lay.addWidget(self.state_label)
-        lay.addWidget(QtWidgets.QLabel("<b>Prediction</b>"))
-        lay.addWidget(self.prediction_table, 1)
-        lay.addWidget(QtWidgets.QLabel("<b>Conservation (LRP)</b>"))
+        lay.addWidget(self.prediction_box, 1)
+        lay.addWidget(self.result_heading)
         lay.addWidget(self.conservation_label)
 
     # -- reading the session ---------------------------------------------------------
@@ -121,7 +117,7 @@ class ExplainPanel(QtWidgets.QWidget):
                 specs = tuple(info.params) if info is not None else ()
             else:
                 specs = tuple(sp for sp in s.method_params(state.method) if sp.name != "preset")
-            self._show_params(state.method, params.get("preset"), specs, params)
+            self._show_params(state.method, params.get("preset"), specs, params, self._auto_values())
             self._refresh_target()
             devices = _available_devices()
             self.root.child("device").setLimits(devices)
@@ -132,14 +128,23 @@ class ExplainPanel(QtWidgets.QWidget):
         self.refresh_prediction()
         self.refresh_result()
 
-    def _show_params(self, method: str, preset: Any, specs: tuple, values: dict[str, Any]) -> None:
+    def _auto_values(self) -> dict[str, float]:
+        """What "automatic" parameters resolve to on this input (ZBox bounds: its min/max)."""
+        pred = self.session.prediction
+        rng = getattr(pred, "input_values", None) if pred is not None else None
+        return {} if rng is None else {"low": float(rng[0]), "high": float(rng[1])}
+
+    def _show_params(self, method: str, preset: Any, specs: tuple, values: dict[str, Any],
+                     auto: dict[str, float] | None = None) -> None:
         group = self.root.child("params")
-        structure = (method, preset, tuple(sp.name for sp in specs))
+        auto = auto or {}
+        structure = (method, preset, tuple(sp.name for sp in specs),
+                     tuple(sorted(auto.items())) if any(values.get(sp.name) is None for sp in specs) else ())
         self._specs = specs_by_name(specs)
         if structure != self._structure:
             group.clearChildren()
             for sp in specs:
-                group.addChild(spec_to_param(sp, values.get(sp.name)))
+                group.addChild(spec_to_param(sp, values.get(sp.name), auto.get(sp.name)))
             self._structure = structure
         else:
             for sp in specs:
@@ -184,38 +189,29 @@ class ExplainPanel(QtWidgets.QWidget):
         self.root.child("contrast").show(not seg)
 
     def refresh_prediction(self) -> None:
-        pred = self.session.prediction
-        table = self.prediction_table
-        if pred is None:
-            table.setRowCount(0)
-            return
-        rows = pred.top(min(10, len(pred.probabilities)))
-        table.setRowCount(len(rows))
-        for r, (label, p) in enumerate(rows):
-            item = QtWidgets.QTableWidgetItem(str(label))
-            if r == 0:
-                font = item.font()
-                font.setBold(True)
-                item.setFont(font)
-            table.setItem(r, 0, item)
-            bar = QtWidgets.QProgressBar()
-            bar.setRange(0, 1000)
-            bar.setValue(int(round(1000 * float(p))))
-            bar.setFormat(f"{100 * float(p):.1f} %")
-            bar.setTextVisible(True)
-            table.setCellWidget(r, 1, bar)
-        table.resizeRowsToContents()
+        s = self.session
+        self.prediction_box.show_model(s.model, s.model_path)
+        self.prediction_box.show_prediction(s.prediction, getattr(s, "prediction_error", None))
 
     def refresh_result(self) -> None:
-        res = self.session.result(self.panel)
+        s = self.session
+        res = s.result(self.panel) if s.panels else None
         if res is None:
+            method = s.panels[self.panel].method if s.panels else "lrp"
+            self.result_heading.setText("<b>Conservation (LRP)</b>" if method == "lrp" else "<b>Relevance sum</b>")
             self.conservation_label.setText("—")
+            self.state_label.setText(self._idle_text())
             return
         rel = res.relevance
         what = res.request.method + (f" ({res.request.preset})" if res.request.preset else "")
+        wanted = s.panels[self.panel].method
         if res.preview:
-            what += " — preview, refining…"
-        self.state_label.setText(f"Showing: {what}")
+            self.state_label.setText(f"Showing a PREVIEW: {what} (fast) while {wanted} is computed…")
+            self.result_heading.setText(f"<b>Preview: {res.request.method}</b> (not {wanted})")
+        else:
+            self.state_label.setText(f"Showing: {what}")
+            self.result_heading.setText("<b>Conservation (LRP)</b>" if res.request.method == "lrp"
+                                        else f"<b>Relevance sum ({res.request.method})</b>")
         c = res.conservation
         if c is None:
             self.conservation_label.setText(f"Σ relevance = {rel.input_sum if rel.input_sum is not None else float('nan'):.4g}"
@@ -243,10 +239,21 @@ class ExplainPanel(QtWidgets.QWidget):
             self.state_label.setText("Explaining…")
         else:
             self.progress_bar.setValue(0)
-            if self.session.result(self.panel) is None:
-                self.state_label.setText("Cancelled" if self.session.model is not None else "No model")
-            else:
-                self.refresh_result()
+            self.refresh_result()
+
+    def _idle_text(self) -> str:
+        """What the panel says without a result: failed (and why), no model, computing, or cancelled."""
+        s = self.session
+        error = s.panel_error(self.panel) if s.panels and hasattr(s, "panel_error") else None
+        if error:
+            return f"Failed: {error}"
+        if s.model is None:
+            return "No model"
+        if s.scan is None:
+            return "No scan"
+        if s.panels and s.is_busy(self.panel):
+            return "Explaining…"
+        return "Cancelled (F5 explains again)"
 
     # -- writing to the session -------------------------------------------------------
     def _on_tree(self, _root: Parameter, changes: list) -> None:

@@ -17,6 +17,7 @@ VIEW_GESTURES: tuple[tuple[str, str], ...] = (
     ("Ctrl + wheel", "Zoom"),
     ("Middle drag", "Pan"),
     ("Right drag", "Window: horizontal = width, vertical = level"),
+    ("Click on the profile plot", "Go to that slice"),
     ("Up / Right arrow", "Next slice (focused view)"),
     ("Down / Left arrow", "Previous slice (focused view)"),
     ("Page Up / Page Down", "Ten slices forward / back"),
@@ -54,7 +55,9 @@ def build_menus(w: Any) -> dict[str, QtGui.QAction]:
     acts["open_dicom"] = _action(w, m, "Open &DICOM folder…", f.open_dicom_folder, "Ctrl+Shift+O", registry=help_rows)
     acts["open_model"] = _action(w, m, "Open &model…", f.open_model, "Ctrl+M", registry=help_rows)
     acts["open_mask"] = _action(w, m, "Open m&ask…", f.open_mask, "Ctrl+K", registry=help_rows)
+    acts["open_map"] = _action(w, m, "Open relevance map as a &layer…", f.open_relevance_map)
     acts["open_demo"] = _action(w, m, "Open d&emo case", w.open_demo)
+    acts["scan_info"] = _action(w, m, "Scan &info…", w.show_scan_info, "Ctrl+I", registry=help_rows)
     m.addSeparator()
     acts["open_session"] = _action(w, m, "Open session…", f.open_session)
     acts["save_session"] = _action(w, m, "Save session…", f.save_session, QtGui.QKeySequence.StandardKey.Save,
@@ -72,6 +75,9 @@ def build_menus(w: Any) -> dict[str, QtGui.QAction]:
     acts["comparison"] = _action(w, m, "&Comparison pane", w.toggle_comparison, "C", registry=help_rows)
     acts["reset_view"] = _action(w, m, "&Reset zoom and pan", w.reset_views, "Home", registry=help_rows)
     acts["reset_window"] = _action(w, m, "Reset &window", lambda: w.session.reset_window(), "W", registry=help_rows)
+    acts["window_dialog"] = _action(w, m, "Window / &level (histogram)…", w.show_window_dialog, "Ctrl+L",
+                                    registry=help_rows)
+    acts["link_zoom"] = _action(w, m, "Lin&k zoom across views", w.toggle_link_zoom, "Z", registry=help_rows)
     acts["radiological"] = _action(w, m, "Radiological convention (R on left)", w.toggle_radiological, "Ctrl+R",
                                    registry=help_rows)
     layout = m.addMenu("&Layout")

@@ -10,8 +10,12 @@ import ast
 from typing import Any, Iterable
 
 
-def spec_to_param(spec: Any, value: Any = None) -> dict[str, Any]:
-    """A ``Parameter.create`` dict for one ParamSpec, showing ``value`` (default if None)."""
+def spec_to_param(spec: Any, value: Any = None, auto: Any = None) -> dict[str, Any]:
+    """A ``Parameter.create`` dict for one ParamSpec, showing ``value`` (default if None).
+
+    ``auto`` is what an automatic (None) value resolves to on the current input, shown in
+    the title so an empty field never hides the number actually in use.
+    """
     v = spec.default if value is None else value
     title = spec.label or spec.name
     opts: dict[str, Any] = {"name": spec.name, "title": title}
@@ -21,7 +25,7 @@ def spec_to_param(spec: Any, value: Any = None) -> dict[str, Any]:
     elif v is None:
         # "automatic" values (None, e.g. ZBox bounds from the input range): free text, empty = auto
         opts.update(type="str", value="", tip="empty = automatic")
-        opts["title"] = f"{title} (auto)"
+        opts["title"] = f"{title} (auto: {auto:.4g})" if isinstance(auto, (int, float)) else f"{title} (auto)"
     elif spec.type is bool:
         opts.update(type="bool", value=bool(v))
     elif spec.type is int and not isinstance(v, (tuple, list)):

@@ -13,10 +13,30 @@ from PySide6 import QtCore, QtWidgets
 AXIS_NAMES = ("sagittal (R–L)", "coronal (A–P)", "axial (S–I)")
 
 
+class SliceAxis(pg.AxisItem):
+    """An axis of slice numbers: integer ticks only (a 5-slice volume has no slice 2.5)."""
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802 - pyqtgraph's API
+        levels = []
+        for spacing, values in super().tickValues(minVal, maxVal, size):
+            if spacing < 1:
+                continue
+            ints = [v for v in values if abs(v - round(v)) < 1e-9]
+            levels.append((spacing, ints))
+        if not levels:  # zoomed in below one slice per tick: every slice
+            lo, hi = int(np.ceil(minVal)), int(np.floor(maxVal))
+            levels = [(1.0, [float(v) for v in range(lo, hi + 1)])]
+        return levels
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802
+        return [str(int(round(v))) for v in values]
+
+
 class ProfilePlot(pg.PlotWidget):
     """Positive and negative relevance per slice, with a movable current-slice marker.
 
-    Dragging the marker emits :attr:`sliceRequested` so the plot doubles as a slice slider.
+    A click anywhere on the plot, or dragging the marker, emits :attr:`sliceRequested`
+    so the plot doubles as a slice slider. Slices are numbered from 0, as everywhere.
     """
 
     sliceRequested = QtCore.Signal(int, int)  # axis, index
@@ -24,7 +44,7 @@ class ProfilePlot(pg.PlotWidget):
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         # No context menu, and never build one: creating pyqtgraph's ViewBoxMenu only to
         # delete it again (setMenuEnabled(False)) crashed a long Qt test run in CI.
-        super().__init__(parent, enableMenu=False)
+        super().__init__(parent, enableMenu=False, axisItems={"bottom": SliceAxis("bottom")})
         self.setMinimumHeight(90)
         self.showGrid(x=True, y=True, alpha=0.2)
         self.setLabel("left", "Σ relevance")
@@ -36,6 +56,7 @@ class ProfilePlot(pg.PlotWidget):
         self.marker = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen((255, 215, 0), width=1))
         self.addItem(self.marker, ignoreBounds=True)
         self.marker.sigPositionChangeFinished.connect(self._on_marker)
+        self.scene().sigMouseClicked.connect(self._on_click)
         self.axis = 2
         self._count = 0
 
@@ -62,6 +83,19 @@ class ProfilePlot(pg.PlotWidget):
     def _on_marker(self) -> None:
         if self._count:
             self.sliceRequested.emit(self.axis, int(round(self.marker.value())))
+
+    def _on_click(self, ev) -> None:
+        """A left click on the plot moves to the slice under the pointer."""
+        if ev.button() != QtCore.Qt.MouseButton.LeftButton or not self._count:
+            return
+        vb = self.getPlotItem().getViewBox()
+        if not vb.sceneBoundingRect().contains(ev.scenePos()):
+            return
+        x = vb.mapSceneToView(ev.scenePos()).x()
+        index = int(np.clip(round(x), 0, self._count - 1))
+        ev.accept()
+        self.set_slice(index)
+        self.sliceRequested.emit(self.axis, index)
 
 
 

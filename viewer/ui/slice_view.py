@@ -8,6 +8,9 @@ re-renders one slice through pyqtgraph's LUT path without recomputing anything p
 Mouse: left click/drag moves the crosshair, middle drag pans, right drag adjusts the
 window (horizontal = width, vertical = level), the wheel changes slice and Ctrl+wheel
 zooms. Keyboard (when focused): arrows and Page Up/Down change slice.
+
+Voxel indices are 0-based everywhere on screen (slice label, status bar), as in numpy,
+nibabel and the exported files, so the number a reader sees is the number a script uses.
 """
 
 from __future__ import annotations
@@ -18,9 +21,21 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from viewer.io.view_geometry import ViewGeometry, view_geometry
 from viewer.ui.colorbar import LUT_SIZE, overlay_indices
+from viewer.ui.crosshair import Crosshair
+from viewer.ui.slice_viewbox import SliceViewBox
 
 CROSSHAIR_PEN = pg.mkPen((255, 215, 0, 170), width=1)
-OUTLINE_LUT = np.array([[0, 0, 0, 0], [0, 255, 120, 255]], dtype=np.uint8)
+OUTLINE_RGB = (0, 255, 120)
+AXIS_LETTERS = "ijk"
+
+
+def outline_lut(opacity: float = 1.0) -> np.ndarray:
+    """Two-entry table of the mask outline: transparent outside, green on the border."""
+    alpha = int(round(255 * float(np.clip(opacity, 0.0, 1.0))))
+    return np.array([[0, 0, 0, 0], [*OUTLINE_RGB, alpha]], dtype=np.uint8)
+
+
+OUTLINE_LUT = outline_lut()
 
 
 _DISPLAY_COPY: list = [None, None]  # [source array, its Fortran-ordered copy]
@@ -69,47 +84,6 @@ def plane(volume: np.ndarray, geometry: ViewGeometry, index: int) -> np.ndarray:
     return plane if geometry.h_axis < geometry.v_axis else plane.T
 
 
-class SliceViewBox(pg.ViewBox):
-    """A ViewBox whose mouse gestures suit a slice viewer rather than a plot."""
-
-    sigPointer = QtCore.Signal(object)  # QPointF in view (millimetre) coordinates
-    sigWindowDrag = QtCore.Signal(float, float, bool)  # dx, dy since press (px), is_start
-    sigSliceStep = QtCore.Signal(int)
-
-    def __init__(self) -> None:
-        super().__init__(lockAspect=True, enableMenu=False, invertY=False)
-
-    def mouseClickEvent(self, ev) -> None:  # noqa: N802 (Qt naming)
-        if ev.button() == QtCore.Qt.MouseButton.LeftButton:
-            ev.accept()
-            self.sigPointer.emit(self.mapToView(ev.pos()))
-        else:
-            ev.accept()
-
-    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802
-        button = ev.button()
-        if button == QtCore.Qt.MouseButton.LeftButton:
-            ev.accept()
-            self.sigPointer.emit(self.mapToView(ev.pos()))
-        elif button == QtCore.Qt.MouseButton.MiddleButton:
-            super().mouseDragEvent(ev, axis)
-        elif button == QtCore.Qt.MouseButton.RightButton:
-            ev.accept()
-            d = ev.screenPos() - ev.buttonDownScreenPos(button)
-            self.sigWindowDrag.emit(float(d.x()), float(d.y()), bool(ev.isStart()))
-        else:
-            ev.ignore()
-
-    def wheelEvent(self, ev, axis=None) -> None:  # noqa: N802
-        if ev.modifiers() & QtCore.Qt.KeyboardModifier.ControlModifier:
-            super().wheelEvent(ev, axis)
-            return
-        ev.accept()
-        delta = ev.delta()
-        if delta:
-            self.sigSliceStep.emit(1 if delta > 0 else -1)
-
-
 class SliceView(pg.GraphicsView):
     """A single plane (axial, coronal, sagittal or planar) of the open volume.
 
@@ -137,11 +111,8 @@ class SliceView(pg.GraphicsView):
         for z, item in enumerate((self.scan_item, self.overlay_item, self.mask_item)):
             item.setZValue(z * 10)
             self.vb.addItem(item)
-        self.vline = pg.InfiniteLine(angle=90, movable=False, pen=CROSSHAIR_PEN)
-        self.hline = pg.InfiniteLine(angle=0, movable=False, pen=CROSSHAIR_PEN)
-        for line in (self.vline, self.hline):
-            line.setZValue(30)
-            self.vb.addItem(line, ignoreBounds=True)
+        self.crosshair = Crosshair(self.vb, CROSSHAIR_PEN, z=30)
+        self.map_items: list[pg.ImageItem] = []  # maps from files, above the relevance
 
         self._letters = [pg.TextItem("", color=(255, 200, 80), anchor=a) for a in
                          ((0, 0.5), (1, 0.5), (0.5, 0), (0.5, 1))]
@@ -170,6 +141,9 @@ class SliceView(pg.GraphicsView):
         self._overlay_limit = 1.0
         self._drawn_index: int | None = None
         self._outline_enabled = True
+        self._outline_lut = OUTLINE_LUT
+        self._maps: list[tuple[np.ndarray, np.ndarray]] = []  # (LUT indices, lut) per map
+        self._hover_point: QtCore.QPointF | None = None
 
     # -- geometry ----------------------------------------------------------------
     def set_geometry(self, shape, spacing, planar: bool = False, radiological: bool = True) -> None:
@@ -180,8 +154,11 @@ class SliceView(pg.GraphicsView):
         self.orient = view_geometry("axial" if planar else self.name, radiological=radiological, planar=planar)
         o = self.orient
         tr = QtGui.QTransform.fromScale(self.spacing[o.h_axis], self.spacing[o.v_axis])
-        for item in (self.scan_item, self.overlay_item, self.mask_item):
+        for item in (self.scan_item, self.overlay_item, self.mask_item, *self.map_items):
             item.setTransform(tr)
+        self.crosshair.set_bounds(self.shape[o.h_axis] * self.spacing[o.h_axis],
+                                  self.shape[o.v_axis] * self.spacing[o.v_axis])
+        self._hover_point = None
         self.vb.invertX(o.flip_h)
         for t, text in zip(self._letters, o.letters):
             t.setText(text)
@@ -243,20 +220,44 @@ class SliceView(pg.GraphicsView):
         self._drawn_index = None
         self._redraw()
 
-    def set_outline_visible(self, visible: bool) -> None:
+    def set_outline_visible(self, visible: bool, opacity: float = 1.0) -> None:
         self._outline_enabled = visible
         self.mask_item.setVisible(visible)
+        lut = outline_lut(opacity)
+        if not np.array_equal(lut, self._outline_lut):
+            self._outline_lut = lut
+            if self._mask is not None and self.mask_item.image is not None:
+                self.mask_item.setLookupTable(lut)
+
+    def set_maps(self, maps: list[tuple[np.ndarray, np.ndarray, float, bool]]) -> None:
+        """Signed maps from files drawn above the relevance: ``(volume, lut, limit, visible)`` each."""
+        while len(self.map_items) < len(maps):
+            item = pg.ImageItem(axisOrder="col-major")
+            item.setZValue(15 + len(self.map_items))
+            item.setTransform(self.scan_item.transform())
+            self.vb.addItem(item)
+            self.map_items.append(item)
+        for item in self.map_items[len(maps):]:
+            item.clear()
+            item.setVisible(False)
+        self._maps = [(overlay_indices(volume, limit), lut) for volume, lut, limit, _visible in maps]
+        for item, (_v, _lut, _limit, visible) in zip(self.map_items, maps):
+            item.setVisible(bool(visible))
+        self._drawn_index = None
+        self._redraw()
 
     def set_crosshair_visible(self, visible: bool) -> None:
-        self.vline.setVisible(visible)
-        self.hline.setVisible(visible)
+        self.crosshair.setVisible(visible)
+
+    def set_crosshair_gap(self, enabled: bool) -> None:
+        self.crosshair.set_gap(enabled)
 
     def set_cursor(self, ijk) -> None:
         """Move the crosshair; re-slice only when this view's own slice changed."""
         self.cursor = tuple(int(v) for v in ijk)  # type: ignore[assignment]
         o = self.orient
-        self.vline.setPos((self.cursor[o.h_axis] + 0.5) * self.spacing[o.h_axis])
-        self.hline.setPos((self.cursor[o.v_axis] + 0.5) * self.spacing[o.v_axis])
+        self.crosshair.set_position((self.cursor[o.h_axis] + 0.5) * self.spacing[o.h_axis],
+                                    (self.cursor[o.v_axis] + 0.5) * self.spacing[o.v_axis])
         if self._drawn_index != self.slice_index:
             self._redraw()
 
@@ -279,11 +280,20 @@ class SliceView(pg.GraphicsView):
             self.overlay_item.setImage(plane(self._overlay_idx, o, k), autoLevels=False, **kw)
         if self._mask is not None:
             self.mask_item.setImage(outline(plane(self._mask, o, k)), autoLevels=False, levels=(0, 2),
-                                    lut=OUTLINE_LUT)
+                                    lut=self._outline_lut)
+        for item, (idx, lut) in zip(self.map_items, self._maps):
+            item.setImage(plane(idx, o, k), autoLevels=False, levels=(0, LUT_SIZE), lut=lut)
         self._drawn_index = self.slice_index
         if self._volume is not None:
-            label = "Image" if self.planar else self.orient.name.capitalize()
-            self._info.setText(f"{label}  {k + 1}/{self.slice_count}" if self.slice_count > 1 else label)
+            self._info.setText(self.slice_label(k))
+
+    def slice_label(self, k: int | None = None) -> str:
+        """"Axial  k = 27 of 0–47": the slice as a 0-based index, like the status bar's voxel."""
+        label = "Image" if self.planar else self.orient.name.capitalize()
+        if self.slice_count <= 1:
+            return label
+        k = self.slice_index if k is None else k
+        return f"{label}  {AXIS_LETTERS[self.orient.slice_axis]} = {k} of 0–{self.slice_count - 1}"
 
     def _place_labels(self) -> None:
         r = self.vb.boundingRect()
@@ -321,9 +331,23 @@ class SliceView(pg.GraphicsView):
 
     def _on_mouse_moved(self, scene_pos) -> None:
         if not self.vb.sceneBoundingRect().contains(scene_pos):
+            self._hover_point = None
             self.hovered.emit(None)
             return
-        self.hovered.emit(self.voxel_at(self.vb.mapSceneToView(scene_pos)))
+        self._hover_point = self.vb.mapSceneToView(scene_pos)
+        self.hovered.emit(self.voxel_at(self._hover_point))
+
+    def hovered_voxel(self) -> tuple[int, int, int] | None:
+        """The voxel under the mouse now: the last pointer position on the current slice
+        (after a wheel or key step the same point lies on another slice)."""
+        if self._hover_point is None:
+            return None
+        return self.voxel_at(self._hover_point)
+
+    def leaveEvent(self, ev) -> None:  # noqa: N802
+        self._hover_point = None
+        self.hovered.emit(None)
+        super().leaveEvent(ev)
 
     def keyPressEvent(self, ev: QtGui.QKeyEvent) -> None:  # noqa: N802
         steps = {

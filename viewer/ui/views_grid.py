@@ -12,6 +12,7 @@ from PySide6 import QtCore, QtWidgets
 
 from viewer.io.view_geometry import VIEWS as ORIENTATIONS
 from viewer.ui.slice_view import SliceView
+from viewer.ui.zoom_link import ZoomLink
 
 LAYOUTS = ("grid", "one-large", "row")
 
@@ -32,16 +33,25 @@ class ViewsGrid(QtWidgets.QWidget):
         self.active = "axial"
         self.layout_name = "grid"
         self.single = False
+        self.hover_view: SliceView | None = None  # the view under the mouse, for the status bar
         self._grid = QtWidgets.QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setSpacing(3)
         for name, view in self.views.items():
             view.cursorRequested.connect(self.cursorRequested)
-            view.hovered.connect(self.hovered)
+            view.hovered.connect(lambda ijk, v=view: self._on_hover(v, ijk))
             view.windowDragged.connect(self.windowDragged)
             view.sliceStepped.connect(lambda step, v=view: self.sliceStepped.emit(v.orient.slice_axis, step))
             view.activated.connect(lambda n=name: self._set_active(n))
+        self.zoom_link = ZoomLink(self.views.values())
         self._arrange()
+
+    def _on_hover(self, view: SliceView, ijk) -> None:
+        if ijk is not None:
+            self.hover_view = view
+        elif self.hover_view is view:
+            self.hover_view = None
+        self.hovered.emit(ijk)
 
     # -- layout ----------------------------------------------------------------------
     def set_layout(self, name: str) -> None:
@@ -113,6 +123,7 @@ class ViewsGrid(QtWidgets.QWidget):
 
     # -- content --------------------------------------------------------------------
     def set_scan(self, data: np.ndarray, spacing, planar: bool, radiological: bool) -> None:
+        self.hover_view = None  # a position on the old scan means nothing on this one
         single = bool(data.shape[2] == 1)
         if single != self.single:
             self.single = single
@@ -152,9 +163,17 @@ class ViewsGrid(QtWidgets.QWidget):
         for v in self.views.values():
             v.set_crosshair_visible(visible)
 
-    def set_outline_visible(self, visible: bool) -> None:
+    def set_outline_visible(self, visible: bool, opacity: float = 1.0) -> None:
         for v in self.views.values():
-            v.set_outline_visible(visible)
+            v.set_outline_visible(visible, opacity)
+
+    def set_maps(self, maps) -> None:
+        for v in self.views.values():
+            v.set_maps(maps)
+
+    def set_crosshair_gap(self, enabled: bool) -> None:
+        for v in self.views.values():
+            v.set_crosshair_gap(enabled)
 
     def reset_views(self) -> None:
         for v in self.views.values():
