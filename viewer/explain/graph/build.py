@@ -20,7 +20,9 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from viewer.explain.graph.conditional import FORWARD_SHARE, ConditionalPass, channel_mask, channel_sums, span
+from viewer.explain.graph.conditional import (
+    FORWARD_SHARE, ConditionalPass, auto_batch, channel_mask, channel_sums, span,
+)
 from viewer.explain.graph.errors import GraphError
 from viewer.explain.graph.layers import candidates, check_layer_names, pick_defaults
 from viewer.explain.graph.model import ROOT, AttributionGraph, GraphEdge, GraphNode, node_id
@@ -40,6 +42,7 @@ def attribution_graph(
     overrides: Mapping | None = None,
     channel_dim: int | Mapping[str, int] | None = None,
     progress: Progress | None = None,
+    batch: int | None = None,
     **params: Any,
 ) -> AttributionGraph:
     """Which channels of which layers carry the relevance of ``target``, and how it flows.
@@ -60,31 +63,42 @@ def attribution_graph(
         :meth:`AttributionGraph.prune`).
     heatmaps
         Compute each node's input map (False: only the graph, about half the cost).
+    batch
+        Masked passes run together in one backward pass (None: by input size, see
+        :func:`viewer.explain.graph.conditional.auto_batch`).
+    progress
+        ``Progress(callback, cancel)`` for a worker thread: fractions in [0, 1], and a
+        set ``cancel`` event raises :class:`viewer.explain.Cancelled` between passes.
     """
     widths = _widths(width)
     progress = progress or Progress()
+    fan = 1
+    for w in widths[:2]:
+        fan *= w
+    rows = auto_batch(x, fan) if batch is None else batch  # the most masks one level can need at once
     if layers is None:
         cp, names = _with_default_layers(module, x, len(widths), target, preset, overrides, channel_dim, progress,
-                                         params)
+                                         rows, params)
     else:
         names = [layers] if isinstance(layers, str) else list(layers)
         if not names:
             raise GraphError("Choose at least one layer.")
         check_layer_names(module, names)
-        cp = ConditionalPass(module, x, names, target, preset, overrides, channel_dim, progress, **params)
+        cp = ConditionalPass(module, x, names, target, preset, overrides, channel_dim, progress, batch=rows,
+                             **params)
         names = cp.order
     widths = (widths + [widths[-1]] * len(names))[: len(names)]
     graph = _build(cp, names, widths, heatmaps, progress)
-    graph = replace(graph, source=_Source(module, x, preset, dict(overrides or {}), channel_dim, dict(params)))
+    graph = replace(graph, source=_Source(module, x, preset, dict(overrides or {}), channel_dim, dict(params), batch))
     return graph.prune(keep) if keep is not None else graph
 
 
 class _Source:
     """What :meth:`AttributionGraph.expand` needs to trace the model again (not exported)."""
 
-    def __init__(self, module, x, preset, overrides, channel_dim, params):
+    def __init__(self, module, x, preset, overrides, channel_dim, params, batch):
         self.module, self.x, self.preset = module, x, preset
-        self.overrides, self.channel_dim, self.params = overrides, channel_dim, params
+        self.overrides, self.channel_dim, self.params, self.batch = overrides, channel_dim, params, batch
 
 
 def _widths(width: Sequence[int] | int) -> list[int]:
@@ -94,10 +108,10 @@ def _widths(width: Sequence[int] | int) -> list[int]:
     return values
 
 
-def _with_default_layers(module, x, n, target, preset, overrides, channel_dim, progress, params):
+def _with_default_layers(module, x, n, target, preset, overrides, channel_dim, progress, rows, params):
     blocks, plain = candidates(module)
     cp = ConditionalPass(module, x, list(dict.fromkeys(blocks + plain)), target, preset, overrides, channel_dim,
-                         progress, require=False, **params)
+                         progress, require=False, batch=rows, **params)
     usable = set(cp.tensors)
     spatial = [p for p in plain if p in usable and cp.tensors[p].ndim == x.ndim]
     usable = cp.on_path(sorted(usable))
@@ -138,37 +152,40 @@ def _build(cp: ConditionalPass, names: list[str], widths: list[int], heatmaps: b
     done = 0
     for level, layer in enumerate(names, start=1):
         below = names[level] if level < len(names) else None
+        dim = cp.dims[layer]
         next_frontier: list[str] = []
-        for nid in frontier:
+        for start in range(0, len(frontier), cp.batch):  # cp.batch nodes share each backward pass
+            part = frontier[start:start + cp.batch]
             progress.step(done, steps)
-            done += 1
-            node = nodes[nid]
-            r = rel[layer] * channel_mask(rel[layer], cp.dims[layer], node.channel)
+            done += len(part)
+            masks = [rel[layer] * channel_mask(rel[layer], dim, nodes[nid].channel) for nid in part]
             if below is None:
-                if not heatmaps:
-                    continue
-                heat, absorbed = cp.down(layer, r)
-                nodes[nid] = _settle(node, float(heat.sum(dtype=torch.float64)), absorbed, heat)
-                maps[nid] = heat.to(cp.x.dtype)
+                if heatmaps:
+                    for nid, (heat, absorbed) in zip(part, cp.down_many(layer, masks)):
+                        nodes[nid] = _settle(nodes[nid], float(heat.sum(dtype=torch.float64)), absorbed, heat)
+                        maps[nid] = heat.to(cp.x.dtype)
                 continue
-            flow, absorbed = cp.down(layer, r, to=below)
-            flows = channel_sums(flow, cp.dims[below])
-            nodes[nid] = _settle(node, float(flows.sum()), absorbed, None)
-            for c in _top(flows, widths[level]):
-                if float(flows[c]) == 0.0:
-                    continue
-                child = make(below, c, level + 1)
-                edges.append(GraphEdge(nid, child, float(flows[c]), _ratio(float(flows[c]), node.relevance)))
-                if child not in next_frontier:
-                    next_frontier.append(child)
+            results = cp.down_many(layer, masks, to=below)
+            for nid, (flow, absorbed) in zip(part, results):
+                node = nodes[nid]
+                flows = channel_sums(flow, cp.dims[below])
+                nodes[nid] = _settle(node, float(flows.sum()), absorbed, None)
+                for c in _top(flows, widths[level]):
+                    if float(flows[c]) == 0.0:
+                        continue
+                    child = make(below, c, level + 1)
+                    edges.append(GraphEdge(nid, child, float(flows[c]), _ratio(float(flows[c]), node.relevance)))
+                    if child not in next_frontier:
+                        next_frontier.append(child)
             if heatmaps:
                 if layer not in bypass:
                     bypass[layer] = _bypasses(cp.tensors[layer], cp.tensors[below], cp.traced.input)
-                # from the flow at the layer below (sharing the flows' pass) unless a path
+                # from the flows at the layer below (sharing the flows' pass) unless a path
                 # from the node to the input avoids that layer
-                heat = cp.down(layer, r)[0] if bypass[layer] else cp.down(below, flow)[0]
-                nodes[nid] = replace(nodes[nid], heatmap_sum=float(heat.sum(dtype=torch.float64)))
-                maps[nid] = heat.to(cp.x.dtype)
+                heats = cp.down_many(layer, masks) if bypass[layer] else cp.down_many(below, [f for f, _ in results])
+                for nid, (heat, _) in zip(part, heats):
+                    nodes[nid] = replace(nodes[nid], heatmap_sum=float(heat.sum(dtype=torch.float64)))
+                    maps[nid] = heat.to(cp.x.dtype)
         frontier = next_frontier
     progress.step(1, 1)
     return AttributionGraph(
@@ -237,7 +254,8 @@ def expand(graph: AttributionGraph, nid: str, width: int = 3, layer: str | None 
                          f"{graph.layers[index + 1] if index + 1 < len(graph.layers) else 'a new layer'}.")
     check_layer_names(src.module, [node.layer, layer])
     cp = ConditionalPass(src.module, src.x, [node.layer, layer], graph.target, src.preset, src.overrides,
-                         src.channel_dim, progress, **src.params)
+                         src.channel_dim, progress, batch=auto_batch(src.x, w) if src.batch is None else src.batch,
+                         **src.params)
     if cp.order != [node.layer, layer]:
         raise GraphError(f"Layer {layer!r} is not below {node.layer!r}: choose a layer nearer the input.")
     rel = cp.relevance([node.layer, layer])
@@ -255,16 +273,17 @@ def expand(graph: AttributionGraph, nid: str, width: int = 3, layer: str | None 
     new_layer = layer not in graph.layers
     if new_layer:  # the node's relevance now leaves towards the new layer, not the input
         nodes[nid] = _settle(nodes[nid], float(flows.sum()), absorbed, None)
-    for c in fresh:
+    unseen = [c for c in fresh if node_id(layer, c) not in nodes]
+    heats = cp.down_many(layer, [rel[layer] * channel_mask(rel[layer], cp.dims[layer], c) for c in unseen])
+    for c, (heat, ab) in zip(unseen, heats):
         cid = node_id(layer, c)
-        if cid not in nodes:
-            r = float(sums[c])
-            nodes[cid] = GraphNode(cid, layer, c, node.level + 1, r, r / total if total else 0.0)
-            heat, ab = cp.down(layer, rel[layer] * channel_mask(rel[layer], cp.dims[layer], c))
-            nodes[cid] = _settle(nodes[cid], float(heat.sum(dtype=torch.float64)), ab, heat) if new_layer else \
-                replace(nodes[cid], heatmap_sum=float(heat.sum(dtype=torch.float64)))
-            maps[cid] = heat.to(src.x.dtype)
-        edges.append(GraphEdge(nid, cid, float(flows[c]), _ratio(float(flows[c]), node.relevance)))
+        r = float(sums[c])
+        nodes[cid] = GraphNode(cid, layer, c, node.level + 1, r, r / total if total else 0.0)
+        nodes[cid] = _settle(nodes[cid], float(heat.sum(dtype=torch.float64)), ab, heat) if new_layer else \
+            replace(nodes[cid], heatmap_sum=float(heat.sum(dtype=torch.float64)))
+        maps[cid] = heat.to(src.x.dtype)
+    for c in fresh:
+        edges.append(GraphEdge(nid, node_id(layer, c), float(flows[c]), _ratio(float(flows[c]), node.relevance)))
     totals = {**dict(graph.meta.get("layer_totals", {})), layer: total}
     progress.step(1, 1)
     return replace(
@@ -279,7 +298,7 @@ def _next_below(graph: AttributionGraph, layer: str, progress: Progress) -> str:
     src = graph.source
     blocks, plain = candidates(src.module)
     cp = ConditionalPass(src.module, src.x, list(dict.fromkeys(blocks + plain + [layer])), graph.target, src.preset,
-                         src.overrides, src.channel_dim, progress, require=False, **src.params)
+                         src.overrides, src.channel_dim, progress, require=False, **src.params)  # one copy: no masks
     order = cp.traced.tap_order
     if layer not in order:
         raise GraphError(f"Layer {layer!r} did not run; cannot find the layer below it.")

@@ -20,7 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from viewer.explain.graph.conditional import ConditionalPass, channel_mask, channel_sums, span
+from viewer.explain.graph.conditional import (
+    MAX_BATCH, ConditionalPass, auto_batch, channel_mask, channel_sums, span,
+)
 from viewer.explain.graph.errors import GraphError
 from viewer.explain.progress import Progress
 
@@ -37,6 +39,7 @@ def channel_relevance(
     channel_dim: int | Mapping[str, int] | None = None,
     per_case: bool = False,
     progress: Progress | None = None,
+    batch: int | None = None,
     **params: Any,
 ) -> dict[str, torch.Tensor]:
     """Relevance of ``target`` per channel of each layer, summed over ``cases``.
@@ -59,6 +62,9 @@ def channel_relevance(
         part of its conditional input relevance that lands inside the mask.
     per_case
         Return ``(N, channels)`` per layer instead of the sum over cases.
+    batch
+        With a region: channels followed down together in one backward pass (None: by
+        input size).
 
     Returns
     -------
@@ -77,7 +83,9 @@ def channel_relevance(
     for i, x in enumerate(items):
         progress.step(i, len(items))
         case_progress = span(progress, i / len(items), (i + 1) / len(items))
-        cp = ConditionalPass(module, x, names, targets[i], preset, overrides, channel_dim, case_progress, **params)
+        together = 1 if regions[i] is None else (auto_batch(x, MAX_BATCH) if batch is None else batch)
+        cp = ConditionalPass(module, x, names, targets[i], preset, overrides, channel_dim, case_progress,
+                             batch=together, **params)
         rel = cp.relevance(names)
         for name in names:
             dim = cp.dims[name]
@@ -98,8 +106,9 @@ def _inside(cp: ConditionalPass, layer: str, r: torch.Tensor, dim: int, region: 
     received exactly nothing pass nothing on and are skipped)."""
     sums = channel_sums(r.abs(), dim)
     values = torch.zeros(r.shape[dim], dtype=torch.float64)
-    for c in torch.nonzero(sums).flatten().tolist():
-        heat, _ = cp.down(layer, r * channel_mask(r, dim, c))
+    live = torch.nonzero(sums).flatten().tolist()
+    heats = cp.down_many(layer, [r * channel_mask(r, dim, c) for c in live])
+    for c, (heat, _) in zip(live, heats):
         values[c] = float((heat.double() * region).sum())
     return values
 

@@ -11,11 +11,9 @@ receives (the forward values it divides by are fixed), so the maps of all channe
 of a layer add up to the plain LRP map, less what went round the layer through
 parallel paths (shortcut connections, like zennit-crp's ``exclude_parallel``).
 
-On a CPU one masked pass at a time is the fastest way to run k channels: a
-batch of k copies of the input costs k forward passes and its backward is no
-cheaper per copy (measured on the 3D demo model: a batch of 6 took 9× the forward
-and 26× the backward of one copy on 2 cores), so passes are run in turn, reusing
-the recorded graph.
+Masked passes reuse the one recorded graph. For small inputs they run together:
+the forward pass runs on k copies of the input and k masks go down in one backward
+pass (:func:`auto_batch`); for large ones, in turn.
 """
 
 from __future__ import annotations
@@ -62,13 +60,33 @@ def channel_mask(t: torch.Tensor, dim: int, channels: "int | Sequence[int]") -> 
     return mask
 
 
+BATCH_BUDGET = 2 ** 20  # input elements (all copies together) up to which masked passes are batched
+MAX_BATCH = 32
+
+
+def auto_batch(x: torch.Tensor, masks: int) -> int:
+    """How many masked passes to run together: one backward over copies of the input.
+
+    Every pass walks the whole recorded graph below its layer, op by op; for small
+    inputs that walk's fixed cost dominates, and k copies cost little more than one
+    (2D demo model, 48×56: six masked passes batched took half the time of six in
+    turn). Large inputs would pay k forward passes and k times the memory: they run
+    one pass at a time. Only single-row inputs are batched.
+    """
+    if x.shape[0] != 1 or masks <= 1:
+        return 1
+    return max(1, min(masks, MAX_BATCH, BATCH_BUDGET // max(1, x.numel())))
+
+
 class ConditionalPass:
     """One traced forward pass of ``module`` on ``x`` that answers masked backward passes.
 
     ``layers`` are module names; :meth:`relevance` gives the target's relevance at each
-    of them (one backward pass for all), :meth:`down` propagates any relevance tensor
+    of them (one backward pass for all), :meth:`down_many` propagates relevance tensors
     from a layer's output to a lower layer or to the input and reports what biases
-    and stabilisers absorbed on the way.
+    and stabilisers absorbed on the way. With ``batch`` > 1 (single-row inputs) the
+    forward runs on that many copies of ``x`` and up to ``batch`` tensors go down in one
+    backward pass; the relevance tensors and results are always shaped like one copy.
     """
 
     def __init__(
@@ -82,15 +100,17 @@ class ConditionalPass:
         channel_dim: int | Mapping[str, int] | None = None,
         progress: Progress | None = None,
         require: bool = True,
+        batch: int = 1,
         **params: Any,
     ) -> None:
         check_layer_names(module, list(layers))
         self.progress = progress or Progress()
         self.x = x
-        self.traced = trace(module, x, preset, span(self.progress, 0.0, FORWARD_SHARE), overrides,
-                            taps=list(layers), **params)
+        self.batch = max(1, int(batch)) if x.shape[0] == 1 else 1
+        self._args = (module, preset, overrides, list(layers), params)
+        self._trace()
         out = self.traced.output
-        self.logits = out.detach()
+        self.logits = out.detach()[: x.shape[0]]
         self.target = Target.resolve(target, self.logits.float())
         self.seed = self.target.seed(self.logits).to(out.dtype) * self.logits
         self.explained = float(self.seed.sum(dtype=torch.float64))
@@ -105,6 +125,20 @@ class ConditionalPass:
             raise GraphError(next(iter(self.problems.values())))
         self._relevance: dict[str, torch.Tensor] = {}
         self._unreached: set[str] = set()
+        if self.batch > 1:
+            self.on_path(list(self.tensors))
+            if self._rows_unknown:  # the ledger cannot split this model's rows: one pass at a time
+                self.batch = 1
+                self._trace()
+                self.tensors = {n: self.traced.taps[n] for n in self.tensors}
+                self._relevance.clear()
+
+    def _trace(self) -> None:
+        module, preset, overrides, layers, params = self._args
+        xin = self.x if self.batch == 1 else self.x.expand(self.batch, *self.x.shape[1:]).contiguous()
+        self.traced = trace(module, xin, preset, span(self.progress, 0.0, FORWARD_SHARE), overrides,
+                            taps=layers, **params)
+        self._rows_unknown = False
 
     # -- layers --------------------------------------------------------------------------------
     def _check(self, name: str, channel_dim: int | Mapping[str, int] | None) -> str | None:
@@ -121,8 +155,8 @@ class ConditionalPass:
             return (f"Layer {name!r} {where}; choose a layer between the input and the output.")
         wanted = channel_dim.get(name) if isinstance(channel_dim, Mapping) else channel_dim
         dim = channel_dim_of(t, self.x.ndim, wanted)
-        if dim is None:
-            return (f"Layer {name!r} has no channels: its output has shape {tuple(t.shape)}. "
+        if dim is None or (self.batch > 1 and t.shape[0] != self.batch):
+            return (f"Layer {name!r} has no channels: its output has shape {tuple(t[: self.x.shape[0]].shape)}. "
                     "Choose a layer whose output is (B, C, ...) or (B, tokens, features).")
         self.tensors[name] = t
         self.dims[name] = dim
@@ -138,10 +172,9 @@ class ConditionalPass:
 
     # -- passes --------------------------------------------------------------------------------
     def relevance(self, layers: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        """The target's relevance at the output of each layer (detached), one backward pass.
-
-        A layer that receives no relevance at all lies after the explained output or
-        off its path: :class:`GraphError`.
+        """The target's relevance at the output of each layer (detached, one copy), one
+        backward pass. A layer that receives no relevance at all lies after the explained
+        output or off its path: :class:`GraphError`.
         """
         names = list(layers) if layers is not None else list(self.tensors)
         missing = sorted(set(names) - self.on_path(names))
@@ -155,30 +188,52 @@ class ConditionalPass:
         todo = [n for n in layers if n not in self._relevance and n not in self._unreached]
         if todo:
             self.progress.check()
-            self.traced.book.reset(batch=self.x.shape[0])
-            grads = torch.autograd.grad(self.traced.output, [self.tensors[n] for n in todo], self.seed,
+            seed = self.seed.expand(self.batch, *self.seed.shape[1:]) if self.batch > 1 else self.seed
+            self.traced.book.reset(batch=self.batch if self.batch > 1 else self.x.shape[0])
+            grads = torch.autograd.grad(self.traced.output, [self.tensors[n] for n in todo], seed,
                                         retain_graph=True, allow_unused=True)
+            if self.batch > 1 and self.traced.book.per_row() is None:
+                self._rows_unknown = True
             for n, g in zip(todo, grads):
                 if g is None:
                     self._unreached.add(n)
                 else:
-                    self._relevance[n] = g.detach()
+                    self._relevance[n] = g.detach()[: self.x.shape[0]]
         return {n for n in layers if n in self._relevance}
 
     def down(self, layer: str, relevance: torch.Tensor, to: str | None = None) -> tuple[torch.Tensor, float]:
-        """Propagate ``relevance`` (shaped like ``layer``'s output) down to layer ``to``'s output
-        or, with ``to=None``, to the input. Returns the relevance there and the absorbed part."""
-        self.progress.check()
+        """:meth:`down_many` for one tensor."""
+        return self.down_many(layer, [relevance], to)[0]
+
+    def down_many(self, layer: str, relevances: Sequence[torch.Tensor], to: str | None = None,
+                  ) -> list[tuple[torch.Tensor, float]]:
+        """Propagate each of ``relevances`` (shaped like one copy of ``layer``'s output) down
+        to layer ``to``'s output or, with ``to=None``, to the input; ``batch`` at a time.
+        Returns the relevance arriving there and the part absorbed on the way, per tensor."""
         src = self.tensors[layer]
         dst = self.traced.input if to is None else self.tensors[to]
-        self.traced.book.reset(batch=self.x.shape[0])
-        (g,) = torch.autograd.grad(src, dst, relevance.to(src.dtype), retain_graph=True, allow_unused=True)
-        if g is None:
-            if to is not None:
+        out: list[tuple[torch.Tensor, float]] = []
+        for start in range(0, len(relevances), self.batch):
+            self.progress.check()
+            chunk = [r.to(src.dtype) for r in relevances[start:start + self.batch]]
+            if self.batch > 1:
+                grad = torch.cat(chunk + [torch.zeros_like(chunk[0])] * (self.batch - len(chunk)))
+            else:
+                grad = chunk[0]
+            self.traced.book.reset(batch=self.batch if self.batch > 1 else self.x.shape[0])
+            (g,) = torch.autograd.grad(src, dst, grad, retain_graph=True, allow_unused=True)
+            if g is None and to is not None:
                 raise GraphError(f"No relevance flows from layer {layer!r} to layer {to!r}: {to!r} is not below "
                                  f"{layer!r} on a path to the input. Order layers from the output towards the input.")
-            return torch.zeros_like(self.traced.input), self.traced.book.total()
-        return g.detach(), self.traced.book.total()
+            if g is None:
+                g = torch.zeros_like(dst)
+            rows = self.traced.book.per_row() if self.batch > 1 else None
+            for i in range(len(chunk)):
+                if self.batch > 1:
+                    out.append((g[i:i + 1].detach(), float(rows[i]) if rows is not None else float("nan")))
+                else:
+                    out.append((g.detach(), self.traced.book.total()))
+        return out
 
 
 @dataclass(frozen=True)
@@ -224,6 +279,7 @@ def concept_relevance(
     overrides: Mapping | None = None,
     channel_dim: int | None = None,
     progress: Progress | None = None,
+    batch: int | None = None,
     **params: Any,
 ) -> ConceptRelevance:
     """For each channel (or group of channels) of ``layer``, the input relevance map of
@@ -233,22 +289,26 @@ def concept_relevance(
     down per channel. ``channels`` items are channel indices or lists of indices (a
     concept spanning several channels). ``target``, ``preset``, ``overrides`` and
     ``**params`` are as for :func:`viewer.explain.lrp`; ``channel_dim`` overrides the
-    automatic channel dimension (see :mod:`viewer.explain.graph.layers`).
+    automatic channel dimension (see :mod:`viewer.explain.graph.layers`); ``batch`` is
+    how many channels go down in one backward pass (None: :func:`auto_batch`).
     """
-    cp = ConditionalPass(module, x, [layer], target, preset, overrides, channel_dim, progress, **params)
+    count = len(channels) if isinstance(channels, Sequence) else 1
+    cp = ConditionalPass(module, x, [layer], target, preset, overrides, channel_dim, progress,
+                         batch=auto_batch(x, count) if batch is None else batch, **params)
     labels, groups = _groups(channels, cp.channels(layer), layer)
     r_layer = cp.relevance([layer])[layer]
     dim = cp.dims[layer]
     per_channel = channel_sums(r_layer, dim)
     steps = span(cp.progress, FORWARD_SHARE, 1.0)
     maps, rel, sums, absorbed = [], [], [], []
-    for i, group in enumerate(groups):
-        steps.step(i, len(groups))
-        heat, ab = cp.down(layer, r_layer * channel_mask(r_layer, dim, group))
-        maps.append(heat.to(x.dtype))
-        rel.append(float(per_channel[list(group)].sum()))
-        sums.append(float(heat.sum(dtype=torch.float64)))
-        absorbed.append(ab)
+    for start in range(0, len(groups), cp.batch):
+        steps.step(start, len(groups))
+        part = groups[start:start + cp.batch]
+        for group, (heat, ab) in zip(part, cp.down_many(layer, [r_layer * channel_mask(r_layer, dim, g) for g in part])):
+            maps.append(heat.to(x.dtype))
+            rel.append(float(per_channel[list(group)].sum()))
+            sums.append(float(heat.sum(dtype=torch.float64)))
+            absorbed.append(ab)
     steps.step(1, 1)
     return ConceptRelevance(
         layer=layer, channels=tuple(labels),
