@@ -28,8 +28,13 @@ Example (version 1)::
       "view": {"radiological": true, "layout": "grid"},
       "cursor": [12, 20, 8],
       "views": {"axial": {"zoom": 2.0, "pan": [3.5, -1.0]}},
-      "comparison_open": false
+      "comparison_open": false,
+      "graph": {"open": true, "layers": null, "width": [6, 3], "keep": false,
+                "selected": ["features.3:27"], "ablations": [["features.3:4", 1]]}
     }
+
+``graph`` (optional; files without it open with the graph closed) holds the attribution
+graph's settings and choices as plain values; the session layer checks them on restore.
 """
 
 from __future__ import annotations
@@ -77,6 +82,8 @@ class SessionState:
     ``view`` holds the view settings (``radiological``, ``layout``, ...), ``views``
     optional zoom/pan per view name (``{"axial": {"zoom": 2.0, "pan": [x, y]}}``).
     ``cursor`` is the crosshair voxel ``(i, j, k)`` or None (the scan's centre).
+    ``graph`` is the attribution graph's part (settings, selected nodes, switched-off
+    features) as a plain mapping, or None when the file has none.
     """
 
     scan_path: str | None = None
@@ -92,6 +99,7 @@ class SessionState:
     cursor: tuple[int, int, int] | None = None
     views: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     comparison_open: bool = False
+    graph: Mapping[str, Any] | None = None
 
 
 # -- writing ----------------------------------------------------------------------------
@@ -137,6 +145,7 @@ def to_document(state: SessionState, base: Path) -> dict[str, Any]:
         "cursor": None if state.cursor is None else [int(v) for v in state.cursor],
         "views": _plain({str(k): dict(v) for k, v in state.views.items()}),
         "comparison_open": bool(state.comparison_open),
+        **({} if state.graph is None else {"graph": _plain(dict(state.graph))}),
     }
 
 
@@ -237,6 +246,7 @@ def from_document(doc: Any, base: Path, name: str = "session file") -> SessionSt
         cursor=None if cursor is None else tuple(int(v) for v in cursor),  # type: ignore[arg-type]
         views=r.get("views", dict, {}),
         comparison_open=r.get("comparison_open", bool, False),
+        graph=r.get("graph", dict, None),
     )
 
 
