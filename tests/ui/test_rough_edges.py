@@ -158,7 +158,7 @@ def test_perturbation_legend_names_methods_beside_the_plot(demo, qtbot):
     s = demo.session
     qtbot.waitUntil(lambda: s.perturbation(0) is not None and s.perturbation(1) is not None, timeout=120000)
     settle(qtbot, 100)
-    legend = demo.comparison.curves_legend.text()
+    legend = demo.comparison.curves_legend.text().replace("&nbsp;", " ")
     assert "1: LRP Epsilon + ZPlus" in legend and "2: Grad-CAM" in legend and "random order" in legend
     assert demo.comparison.curves.getPlotItem().legend is None  # nothing drawn over the curves
     rows = [demo.comparison.metrics_table.item(r, 0).text() for r in range(2)]

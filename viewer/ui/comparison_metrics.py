@@ -106,12 +106,13 @@ class MetricsRow(QtWidgets.QSplitter):
             colour = CURVE_COLOURS[k % 4]
             self.curves.plot(x, y, pen=pg.mkPen(colour, width=2))
             hex_colour = "#{:02x}{:02x}{:02x}".format(*colour)
-            entries.append(f"<span style='color: {hex_colour}'>━ {k + 1}: {html.escape(self.panel_name(k))}</span>")
+            name = html.escape(f"━ {k + 1}: {self.panel_name(k)}").replace(" ", "&nbsp;")  # wraps as one unit
+            entries.append(f"<span style='color: {hex_colour}'>{name}</span>")
             if k == 0 and getattr(curve, "random", None) is not None:
                 self.curves.plot(x, np.asarray(curve.random, dtype=float),
                                  pen=pg.mkPen((150, 150, 150), width=1, style=QtCore.Qt.PenStyle.DashLine))
-                entries.append("<span style='color: #999'>┄ random order</span>")
-        self.curves_legend.setText("&nbsp;&nbsp; ".join(entries))
+                entries.append("<span style='color: #999'>┄&nbsp;random&nbsp;order</span>")
+        self.curves_legend.setText(" &nbsp; ".join(entries))
         self.refresh_metrics(n)  # AOPC column
 
 

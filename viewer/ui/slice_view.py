@@ -144,6 +144,7 @@ class SliceView(pg.GraphicsView):
         self._outline_lut = OUTLINE_LUT
         self._maps: list[tuple[np.ndarray, np.ndarray]] = []  # (LUT indices, lut) per map
         self._hover_point: QtCore.QPointF | None = None
+        self._compact = False
 
     # -- geometry ----------------------------------------------------------------
     def set_geometry(self, shape, spacing, planar: bool = False, radiological: bool = True) -> None:
@@ -285,15 +286,19 @@ class SliceView(pg.GraphicsView):
             item.setImage(plane(idx, o, k), autoLevels=False, levels=(0, LUT_SIZE), lut=lut)
         self._drawn_index = self.slice_index
         if self._volume is not None:
-            self._info.setText(self.slice_label(k))
+            self._info.setText(self.slice_label(k, compact=self._compact))
 
-    def slice_label(self, k: int | None = None) -> str:
-        """"Axial  k = 27 of 0–47": the slice as a 0-based index, like the status bar's voxel."""
+    def slice_label(self, k: int | None = None, compact: bool = False) -> str:
+        """"Axial  k = 27 of 0–47": the slice as a 0-based index, like the status bar's voxel
+        (``compact``: "k = 27 (0–47)", for views too narrow for the long form)."""
         label = "Image" if self.planar else self.orient.name.capitalize()
         if self.slice_count <= 1:
             return label
         k = self.slice_index if k is None else k
-        return f"{label}  {AXIS_LETTERS[self.orient.slice_axis]} = {k} of 0–{self.slice_count - 1}"
+        letter = AXIS_LETTERS[self.orient.slice_axis]
+        if compact:
+            return f"{letter} = {k} (0–{self.slice_count - 1})"
+        return f"{label}  {letter} = {k} of 0–{self.slice_count - 1}"
 
     def _place_labels(self) -> None:
         r = self.vb.boundingRect()
@@ -304,6 +309,11 @@ class SliceView(pg.GraphicsView):
         top.setPos(w / 2, 2)
         bottom.setPos(w / 2, h - 2)
         self._info.setPos(4, 2)
+        compact = w < 320  # the long label would run into the orientation letter at the top
+        if compact != self._compact:
+            self._compact = compact
+            if self._volume is not None:
+                self._info.setText(self.slice_label(compact=compact))
 
     # -- input ---------------------------------------------------------------------
     def voxel_at(self, point: QtCore.QPointF) -> tuple[int, int, int] | None:
