@@ -266,3 +266,21 @@ def test_one_failure_is_one_message_and_each_panel_says_it_failed(demo, qtbot):
     for p in demo.comparison.panels:
         assert p.caption.text().startswith(f"Failed: {reason}")
     close_boxes()
+
+
+def test_an_all_nan_scan_gets_an_error_not_a_confident_answer(demo, qtbot, tmp_path):
+    """Issue 11: no 'no lesion 81 %' for a scan without a single number."""
+    data = np.full((48, 56, 48), np.nan, np.float32)
+    nib.save(nib.Nifti1Image(data, np.diag([4.0, 4.0, 4.0, 1.0])), str(tmp_path / "empty.nii.gz"))
+    assert demo.files.open_scan(str(tmp_path / "empty.nii.gz"))
+    assert demo.session.wait_idle(30)
+    qtbot.waitUntil(lambda: len(message_boxes()) == 1, timeout=5000)
+    settle(qtbot, 100)
+    box = message_boxes()[0]
+    assert "no finite values: all 129024 voxels are NaN or infinite" in box.informativeText()
+    assert demo.session.prediction is None
+    assert demo.explain_panel.prediction_table.rowCount() == 0
+    error = demo.explain_panel.prediction_box.error_label
+    assert error.isVisibleTo(demo) and error.text().startswith("Prediction failed: The scan has no finite values")
+    assert demo.session.result(0) is None and demo.views.views["axial"].overlay_slice() is None
+    close_boxes()
