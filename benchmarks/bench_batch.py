@@ -13,6 +13,14 @@ target is under 10 %). ``--lps`` stores the cases in LPS voxel order, so the bat
 default ``--grid input`` puts every map back on the input's grid (header re-read,
 transposed and flipped copy); the ``--grid ras`` variant shows what that costs.
 Run: ``python benchmarks/bench_batch.py [--cases 20] [--repeats 3] [--card CARD] [--lps]``.
+
+``--ray`` compares the executors instead (needs ``pip install "lrp-viewer[cluster]"``):
+the batch command on one local Ray instance (started once, its start time reported
+apart) with 1 and 2 workers of one CPU each, against the local executor with torch's
+default threads and with one thread (what one Ray worker of one CPU computes with).
+Each Ray run's time includes starting its workers and shipping them the model; the
+overhead per case is (Ray with 1 worker - local with 1 thread) / cases. ``--gpus N``
+gives each Ray worker N GPUs (0.5: two workers share one GPU).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import nibabel as nib
 import numpy as np
@@ -81,13 +90,94 @@ def timed(fn, *args) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def one_thread(fn: Callable, *args) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fn(*args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def executors(args: argparse.Namespace) -> None:
+    """Local vs Ray (1 and 2 workers) on the same machine, one Ray instance for all runs."""
+    import logging
+    import os
+
+    import ray
+    import torch
+
+    cpus = os.cpu_count() or 2
+    start = time.perf_counter()
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level=logging.ERROR)
+    ray_start = time.perf_counter() - start
+    device = ["--device", "cuda", "--gpus-per-task", str(args.gpus)] if args.gpus else ["--device", "cpu"]
+    on_ray = ["--executor", "ray", "--cpus-per-task", "1", *device]
+    local = ["--device", "cuda"] if args.gpus else ["--device", "cpu"]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            cohort, single = root / "cases", root / "one"
+            cohort.mkdir()
+            single.mkdir()
+            paths = make_cases(cohort, args.cases, args.lps)
+            shutil.copy(paths[0], single)
+            batch_command(args.card, cohort, root / "warmup", local)
+
+            def variant(inputs: Path, extra: list[str], threads: int | None = None) -> Callable[[Path], None]:
+                if threads == 1:
+                    return lambda out: one_thread(batch_command, args.card, inputs, out, extra)
+                return lambda out: batch_command(args.card, inputs, out, extra)
+
+            variants = {
+                f"local ({torch.get_num_threads()} threads)": variant(cohort, local),
+                "local (1 thread)": variant(cohort, local, 1),
+                "ray, 1 worker": variant(cohort, [*on_ray, "--workers", "1"]),
+                "ray, 2 workers": variant(cohort, [*on_ray, "--workers", "2"]),
+                "one case: local (1 thread)": variant(single, local, 1),
+                "one case: ray, 1 worker": variant(single, [*on_ray, "--workers", "1"]),
+            }
+            times: dict[str, list[float]] = {name: [] for name in variants}
+            for r in range(args.repeats):  # alternate, so drifting machine load hits every variant alike
+                for i, (name, run) in enumerate(variants.items()):
+                    out = root / f"run{r}_{i}"
+                    wall = time.perf_counter()
+                    run(out)
+                    times[name].append(time.perf_counter() - wall)
+                    shutil.rmtree(out)
+    finally:
+        ray.shutdown()
+    best = {name: min(values) for name, values in times.items()}
+    print(f"{args.cases} cases, {args.card.name}, LRP epsilon-plus, {'GPU' if args.gpus else 'CPU'}, {cpus} CPUs; "
+          f"best of {args.repeats} (median in brackets); Ray instance started once in {ray_start:.1f} s")
+    print(f"{'executor':<28}{'wall s':>9}{'cases/s':>9}{'(median s)':>12}")
+    for name, values in times.items():
+        n = 1 if name.startswith("one case") else args.cases
+        print(f"{name:<28}{best[name]:>9.2f}{n / best[name]:>9.2f}{statistics.median(values):>12.2f}")
+    fixed = best["one case: ray, 1 worker"] - best["one case: local (1 thread)"]
+    per_case = (best["ray, 1 worker"] - best["local (1 thread)"] - fixed) / max(1, args.cases - 1)
+    local_case = best["local (1 thread)"] / args.cases
+    print(f"Ray fixed cost per run (start a worker, ship it the model): {fixed:.2f} s")
+    print(f"Ray overhead per case after that: {per_case * 1000:+.0f} ms ({per_case / local_case:+.0%} of a case's "
+          f"{local_case * 1000:.0f} ms on one local thread)")
+    print(f"2 workers vs 1: {best['ray, 1 worker'] / best['ray, 2 workers']:.2f}x the cases/s; without the fixed "
+          f"cost {(best['ray, 1 worker'] - fixed) / (best['ray, 2 workers'] - fixed):.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--card", type=Path, default=DEMO / "demo3d.toml", help="model card (default: 3D demo)")
     parser.add_argument("--lps", action="store_true", help="store the cases in LPS voxel order")
+    parser.add_argument("--ray", action="store_true", help="compare the local and Ray executors instead")
+    parser.add_argument("--gpus", type=float, default=0.0, help="with --ray: GPUs per Ray worker")
     args = parser.parse_args()
+    if args.ray:
+        executors(args)
+        return
     card = args.card
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from viewer.cli.executors import EXECUTOR_HELP, add_executor_arguments
+
 EXIT_OK, EXIT_FAILED_CASES, EXIT_USAGE = 0, 1, 2
 
 EPILOG = """\
@@ -50,9 +52,12 @@ recorded with its error and the run goes on; when summary.csv itself can no long
 written (disk full) the run stops. Only one run at a time may write to an output folder
 (OUT/.lrp-viewer-batch.lock holds its PID); a lock left by a run that died is taken over.
 Text cells of summary.csv that a spreadsheet would read as a formula start with a quote.
+Rows are in the order of the inputs, whichever executor ran the cases; the same
+outputs come from --executor local and ray, and either resumes the other's run.
 
+""" + EXECUTOR_HELP + """
 exit status: 0 all cases ok or skipped, 1 some case failed or the output could not be
-written, 2 usage error (including: another run holds OUT).
+written (or Ray workers could not run), 2 usage error (including: another run holds OUT).
 
 examples:
   lrp-viewer batch --model demo3d.toml --method lrp:epsilon-plus --method gradcam \\
@@ -60,6 +65,9 @@ examples:
   lrp-viewer batch --model card.toml --mask-pattern '{stem}_mask.nii.gz' cases/ --out out/
   lrp-viewer batch --model card.toml --device cuda --precision bfloat16 --batch-size 16 \\
       cohort.csv --out out/
+  ray start --head   # then, on any node of that cluster, with OUT on a shared file system:
+  lrp-viewer batch --model card.toml --executor ray --address auto --gpus-per-task 1 \\
+      /shared/cohort/ --out /shared/results/
 """
 
 
@@ -95,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow model files that execute code (pickled modules, architectures outside the allow-list)")
     p.add_argument("--overwrite", action="store_true", help="recompute cases that are already done")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_executor_arguments(p)
     return p
 
 
@@ -124,13 +133,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from viewer.cli.batch_inputs import InputError, find_cases
+    from viewer.cli.executors import ExecutorError, spec_from_args
 
+    try:
+        spec = spec_from_args(args)  # a missing Ray is told before anything is loaded
+    except ExecutorError as exc:
+        raise UsageError(str(exc)) from None
     out = Path(args.out).absolute()
     _check_out(out, args.inputs)
-    device = _device(args.device)
-    batch_size = args.batch_size if args.batch_size is not None else (8 if device.type == "cuda" else 1)
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}.")
+    if spec.kind == "local":
+        _device(args.device)  # no GPU here for --device cuda: a usage error before the model loads
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {args.batch_size}.")
     model = _load_model(args.model, args.trust)
     methods = _methods(args.method, model)
     target = _target(args.target, model)
@@ -150,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"Cannot create the output folder {out} ({exc.strerror}).") from None
 
     from viewer.cli.batch_lock import OutputLocked, output_lock
+    from viewer.cli.executors import ExecutorFailed, open_executor
 
     with contextlib.ExitStack() as held:
         try:
@@ -161,34 +176,53 @@ def run(args: argparse.Namespace) -> int:
                             "choose a writable --out.") from None
         if taken_over and not args.quiet:
             print(f"note: {taken_over}", file=sys.stderr)
-        return _run_locked(args, out, cases, model, methods, target, device, batch_size)
+        notify = (lambda text: None) if args.quiet else (lambda text: print(f"note: {text}", file=sys.stderr))
+        try:
+            executor = held.enter_context(open_executor(spec, notify=notify))
+            return _run_locked(args, out, cases, model, methods, target, executor)
+        except ExecutorError as exc:
+            raise UsageError(str(exc)) from None
+        except ExecutorFailed as exc:
+            raise RunFailed(f"{exc} Finished cases are in {out / 'summary.csv'}; run the same command again to "
+                            "resume.") from None
 
 
 def _run_locked(args: argparse.Namespace, out: Path, cases: list, model: Any, methods: list, target: Any,
-                device: Any, batch_size: int) -> int:
-    """The run proper, while this process holds the output folder's lock."""
-    from viewer.cli.batch_local import OutputUnwritable, run_local, write_summary
+                executor: Any) -> int:
+    """The run proper, while this process holds the output folder's lock and ``executor`` is open."""
+    import torch
+
+    from viewer.cli.batch_driver import BatchWork, OutputUnwritable, run_cases, write_summary
+    from viewer.cli.batch_lock import lock_record
     from viewer.cli.batch_run import Runner
     from viewer.cli.batch_summary import Summary
     from viewer.cli.progress_bar import ProgressBar
 
-    model.module.to(device)
+    device = torch.device(executor.device)
+    batch_size = args.batch_size if args.batch_size is not None else (8 if device.type == "cuda" else 1)
+    if executor.kind == "local":
+        model.module.to(device)  # workers elsewhere move their own copy
     runner = Runner(model, methods, out, device, args.precision, target, batch_size, grid=args.grid,
                     provenance=_provenance(model))
-    summary = Summary(out / "summary.csv")
-    bar = ProgressBar(len(cases), enabled=not args.quiet)
+    summary = Summary(out / "summary.csv", order=[c.id for c in cases])
     pending = []
     expected = {"grid": args.grid, **runner.provenance}
+    skipped = []
     for case in cases:
         files = [out / case.id / f"{m.tag}.nii.gz" for m in methods]
         if not args.overwrite and summary.is_done(case.id, case.path, files, expected):
             summary.mark_skipped(case.id)
-            bar.update(case.id, "skipped")
+            skipped.append(case.id)
         else:
             pending.append(case)
+    if pending and executor.kind != "local" and not args.quiet:
+        print(f"note: {executor.description}", file=sys.stderr)
+    bar = ProgressBar(len(cases), enabled=not args.quiet)
+    for case_id in skipped:
+        bar.update(case_id, "skipped")
     try:
         write_summary(summary)
-        failed = run_local(pending, runner, summary, bar)
+        failed = run_cases(pending, BatchWork(runner, lock_record()), executor, summary, bar, batch_size)
     except KeyboardInterrupt:
         bar.close()
         print(f"\nInterrupted; {summary.path} lists the finished cases. Run the same command again to resume.",
@@ -199,8 +233,7 @@ def _run_locked(args: argparse.Namespace, out: Path, cases: list, model: Any, me
         raise RunFailed(str(exc)) from None
     bar.close()
     if not args.quiet:
-        skipped = len(cases) - len(pending)
-        print(f"{len(cases)} cases: {len(pending) - failed} ok, {skipped} skipped, {failed} failed; "
+        print(f"{len(cases)} cases: {len(pending) - failed} ok, {len(skipped)} skipped, {failed} failed; "
               f"summary: {summary.path}", file=sys.stderr)
     return EXIT_FAILED_CASES if failed else EXIT_OK
 
@@ -233,13 +266,15 @@ def _check_out(out: Path, inputs: Sequence[str]) -> None:
 
 
 def _device(name: str) -> Any:
+    """This process's torch device for ``--device`` (auto: cuda when available); no GPU for cuda is a usage error."""
     import torch
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was requested but no CUDA device is available; use --device cpu or auto.")
-    return torch.device(name)
+    from viewer.cli.executors import ExecutorError, local_device
+
+    try:
+        return torch.device(local_device(name))
+    except ExecutorError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _load_model(path: str, trust: bool) -> Any:

@@ -111,7 +111,7 @@ def output_lock(folder: Path) -> Iterator[str | None]:
             note = None
             if pid is not None and pid != os.getpid():
                 note = f"took over the lock of an earlier run (PID {pid}) that ended without releasing it"
-            record = f"{os.getpid()} {host}\n".encode()
+            record = lock_record().encode()
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
             os.write(fd, record)
@@ -125,6 +125,23 @@ def output_lock(folder: Path) -> Iterator[str | None]:
             _release(fd, path)
         return
     raise OutputLocked(f"The lock file {path} keeps changing; another run is starting or ending there. Try again.")
+
+
+def lock_record() -> str:
+    """What this process writes into a lock it holds: ``PID hostname``."""
+    return f"{os.getpid()} {socket.gethostname()}\n"
+
+
+def sees_lock(folder: Path, record: str) -> bool:
+    """Whether ``folder`` holds the lock ``record`` (read from another process, e.g. a cluster worker).
+
+    A worker that cannot read its driver's record does not see the driver's output
+    folder: what it wrote there would be lost on its own disk.
+    """
+    try:
+        return (folder / LOCK_NAME).read_text(encoding="utf-8", errors="replace") == record
+    except OSError:
+        return False
 
 
 def _release(fd: int, path: Path) -> None:

@@ -13,8 +13,9 @@ batched pass fails its cases are retried one by one, so a single bad case cannot
 its neighbours down. A map that cannot be written (full disk, read-only folder) fails
 its case with an :class:`~viewer.io.ExportError` naming the file and the reason.
 
-:meth:`Runner.case_row` is the whole work for one case — a case in, its summary row
-out, never raising — so any executor (a local loop, a cluster) can call it.
+:meth:`Runner.chunk_rows` (and :meth:`Runner.case_row` for one case) is the whole work
+for a few cases — cases in, their summary rows out, never raising — so any executor
+(this process, a Ray worker) can call it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -77,7 +78,27 @@ class Runner:
     provenance: dict[str, Any] = field(default_factory=dict)
     batchable: dict[str, bool] = field(default_factory=dict)
 
-    # -- one case, start to end (what an executor calls) ------------------------------
+    # -- cases, start to end (what an executor calls) ---------------------------------
+    def chunk_rows(self, cases: Sequence[Case]) -> Iterator[Row]:
+        """Load, prepare, explain and write a few cases; each row as soon as it is known, never raising.
+
+        Cases of the same prepared shape are explained together (up to all of ``cases``),
+        so the caller's chunk size is the batch size.
+        """
+        prepared = []
+        for case in cases:
+            start = time.perf_counter()
+            try:
+                prepared.append(self.prepare(case))
+            except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+                yield self.failed_row(case, exc, time.perf_counter() - start)
+        groups: dict[Any, list[Prepared]] = {}
+        for p in prepared:
+            groups.setdefault(group_key(p), []).append(p)
+        for group in groups.values():
+            for p, row, error in self.run(group):
+                yield self.row_of(p, row, error)
+
     def case_row(self, case: Case) -> Row:
         """Load, prepare, explain and write one case; its summary row (status ok or failed)."""
         start = time.perf_counter()

@@ -34,10 +34,16 @@ _INTEGER = re.compile(r"[+-]?\d+")
 
 
 class Summary:
-    """Rows by case id, in first-seen order, with columns kept in a stable order."""
+    """Rows by case id, with columns kept in a stable order.
 
-    def __init__(self, path: Path) -> None:
+    Rows are written in ``order`` (the run's cases, as the inputs list them), then any
+    other rows in first-seen order, so the file does not depend on which case finished
+    first (several workers finish in any order).
+    """
+
+    def __init__(self, path: Path, order: Iterable[str] = ()) -> None:
         self.path = path
+        self.order = list(order)
         self.rows: dict[str, dict[str, Any]] = {}
         if path.exists():
             self.rows = {row["case"]: row for row in _read(path) if row.get("case")}
@@ -62,13 +68,18 @@ class Summary:
 
     def write(self) -> None:
         """Rewrite the file atomically; raises OSError / ExportError when it cannot be written."""
-        text = metrics_csv(list(self.rows.values()), self.columns())
+        text = metrics_csv(self.ordered(), self.columns())
         with atomic_write(self.path, "wb", overwrite=True) as fh:
             fh.write(text.encode("utf-8"))
 
+    def ordered(self) -> list[dict[str, Any]]:
+        first = [self.rows[c] for c in dict.fromkeys(self.order) if c in self.rows]
+        listed = set(self.order)
+        return first + [row for case, row in self.rows.items() if case not in listed]
+
     def columns(self) -> list[str]:
         seen: list[str] = list(BASE_COLUMNS)
-        for row in self.rows.values():
+        for row in self.ordered():
             seen.extend(k for k in row if k not in seen)
         probabilities = [c for c in seen if c.startswith("p.")]
         methods = [c for c in seen if c not in TEXT_COLUMNS and c not in probabilities]
