@@ -309,3 +309,38 @@ def test_layer_list_shows_a_second_map_from_file_with_its_own_opacity(demo, qtbo
     qtbot.mouseClick(row.remove, QtCore.Qt.MouseButton.LeftButton)
     settle(qtbot)
     assert s.maps == [] and [r.key for r in layers.rows] == ["relevance", "mask"] and not item.isVisible()
+
+
+def test_automatic_zbox_bounds_show_the_numbers_in_use(make_main_window, qtbot, tmp_path):
+    """Item 12 for a card without input_range: the engine takes the input's min/max; say which."""
+    # without input_range and with an unclipped window the card names no range at all
+    card = (demo_paths().model3d).read_text().replace("input_range = [0.0, 1.0]\n", "").replace(
+        "clip = true", "clip = false")
+    weights = (demo_paths().model3d).parent / "demo3d.safetensors"
+    card = card.replace('weights = "demo3d.safetensors"', f'weights = "{weights}"')
+    (tmp_path / "no_range.toml").write_text(card)
+    w = make_main_window()
+    assert w.files.open_scan(str(demo_paths().scan))
+    assert w.files.open_model(str(tmp_path / "no_range.toml"))
+    wait_final(qtbot, w)
+    w.explain_panel.root.child("preset").setValue("epsilon-gamma-box")
+    wait_final(qtbot, w)
+    lo, hi = w.session.prediction.input_values
+    params = w.explain_panel.root.child("params")
+    assert params.child("low").opts["title"] == f"ZBox lower bound (auto: {lo:.4g})"
+    assert params.child("high").opts["title"] == f"ZBox upper bound (auto: {hi:.4g})"
+    assert lo < 0.0 < hi  # background noise below zero: not the [0, 1] of the clipped card
+    x, _ = w.session.model.prepare(w.session.scan)
+    assert (lo, hi) == (float(x.min()), float(x.max()))
+
+
+def test_view_toggles_reach_the_comparison_panels(demo, qtbot):
+    demo.toggle_comparison()
+    qtbot.waitUntil(lambda: len(demo.comparison.panels) == 2, timeout=10000)
+    settle(qtbot)
+    view = demo.comparison.panels[1].view
+    assert view.crosshair.gap()[0] > 0 and view.mask_item.isVisible()
+    demo.session.set_view(crosshair_gap=False, mask_opacity=0.4)
+    settle(qtbot)
+    assert view.crosshair.gap() == (0.0, 0.0)
+    assert view.mask_item.lut is not None and view.mask_item.lut[1, 3] == round(255 * 0.4)

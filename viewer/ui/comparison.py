@@ -84,6 +84,8 @@ class ComparisonPane(QtWidgets.QWidget):
         self._mask: np.ndarray | None = None
         self._cursor: tuple[int, int, int] | None = None
         self.hover_view: SliceView | None = None  # the panel view under the mouse (status bar)
+        self._crosshair = (True, True)  # visible, gap
+        self._outline = (True, 1.0)  # visible, opacity
 
         self.plane_combo = QtWidgets.QComboBox()
         self.plane_combo.addItems([v.capitalize() for v in VIEWS])
@@ -209,6 +211,9 @@ class ComparisonPane(QtWidgets.QWidget):
         v.set_volume(scan.data)
         v.set_levels(*self._levels)
         v.set_mask(self._mask)
+        v.set_outline_visible(*self._outline)
+        v.set_crosshair_visible(self._crosshair[0])
+        v.set_crosshair_gap(self._crosshair[1])
         if self._cursor is not None:
             v.set_cursor(self._cursor)
 
@@ -243,9 +248,16 @@ class ComparisonPane(QtWidgets.QWidget):
         for p in self.panels:
             p.view.set_cursor(ijk)
 
-    def set_crosshair_visible(self, visible: bool) -> None:
+    def set_crosshair_visible(self, visible: bool, gap: bool = True) -> None:
+        self._crosshair = (visible, gap)
         for p in self.panels:
             p.view.set_crosshair_visible(visible)
+            p.view.set_crosshair_gap(gap)
+
+    def set_outline_visible(self, visible: bool, opacity: float = 1.0) -> None:
+        self._outline = (visible, opacity)
+        for p in self.panels:
+            p.view.set_outline_visible(visible, opacity)
 
     def reset_views(self) -> None:
         for p in self.panels:

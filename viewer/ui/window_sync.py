@@ -121,7 +121,8 @@ class ScreenSyncMixin:
         self.views.set_crosshair_gap(v.crosshair_gap)
         self.views.zoom_link.set_enabled(v.link_zoom)
         self.views.set_outline_visible(v.mask_outline, v.mask_opacity)
-        self.comparison.set_crosshair_visible(v.show_crosshair)
+        self.comparison.set_crosshair_visible(v.show_crosshair, v.crosshair_gap)
+        self.comparison.set_outline_visible(v.mask_outline, v.mask_opacity)
         for name, checked in (("radiological", v.radiological), ("link_zoom", v.link_zoom)):
             act = self.actions_[name]
             act.blockSignals(True)
