@@ -114,11 +114,11 @@ def test_series_dialog_returns_the_chosen_uid(qtbot):
 
 
 def test_launcher_parses_the_documented_arguments():
-    from viewer.cli.gui import build_parser
+    from viewer.cli.gui import parse
 
-    a = build_parser().parse_args(["scan.nii.gz", "--model", "card.toml", "--mask", "m.nii.gz", "--trust"])
+    a = parse(["scan.nii.gz", "--model", "card.toml", "--mask", "m.nii.gz", "--trust"])
     assert (a.scan, a.model, a.mask, a.trust, a.session) == ("scan.nii.gz", "card.toml", "m.nii.gz", True, None)
-    b = build_parser().parse_args([])
+    b = parse([])
     assert b.scan is None and not b.trust
 
 
