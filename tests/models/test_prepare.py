@@ -181,6 +181,11 @@ def test_some_nans_are_a_warning_with_their_count() -> None:
     assert torch.isfinite(x).all()
     assert to_scan.fit.nonfinite == 5
     assert to_scan.warnings == ("5 voxels (0.52 %) are NaN or infinite; the model sees 0 there.",)
+    big = make_scan((40, 40, 20))  # 2 of 32000 voxels (0.0063 %): said, but as a note, not a warning
+    big.data[3, 3, 3] = big.data[4, 4, 4] = np.nan
+    _, few = prepare_scan(big, _spec())
+    assert few.warnings == () and few.fit.nonfinite == 2
+    assert "2 voxels (0.0063 %) are NaN or infinite; the model sees 0 there." in few.notes
 
 
 def test_a_constant_image_is_a_warning() -> None:

@@ -19,7 +19,8 @@ Thresholds (documented here because they decide what a user is told):
   below the range is flagged.
 * **Little left inside the range** — fewer than :data:`INSIDE_WARN` (20 %) of the voxels
   inside the range, whichever end the rest went to.
-* **NaN / Inf** — any non-finite voxel (they become 0 for the model); a scan without a
+* **NaN / Inf** — more than :data:`NONFINITE_WARN` (0.1 %) of the voxels non-finite (they
+  become 0 for the model); fewer are a note (:func:`nonfinite_note`), and a scan without a
   single finite voxel is an error, not a warning.
 * **Constant input** — the prepared input has one value everywhere.
 * **Spacing** — only when the card gives ``input.spacing``: a scan more than
@@ -47,6 +48,7 @@ from viewer.models.errors import ModelLoadError
 TOP_CLIP_WARN = 0.20
 BOTTOM_CLIP_WARN = 0.75
 INSIDE_WARN = 0.20
+NONFINITE_WARN = 0.001
 COARSE_SPACING_RATIO = 2.0
 OBLIQUE_DEGREES = 20.0
 
@@ -87,6 +89,11 @@ def count_nonfinite(data: np.ndarray) -> int:
             "volumes) and open the original."
         )
     return int(data.size - finite)
+
+
+def nonfinite_note(nonfinite: int, voxels: int) -> str:
+    """The sentence about NaN/Inf voxels (a warning above :data:`NONFINITE_WARN`, else a note)."""
+    return f"{nonfinite} voxels ({_percent(nonfinite / max(voxels, 1))}) are NaN or infinite; the model sees 0 there."
 
 
 def _percent(fraction: float) -> str:
@@ -150,11 +157,8 @@ def check_input(
                 f"Only {_percent(inside)} of the model input lies inside its range [{lo:g}, {hi:g}] "
                 f"({_percent(above)} above, {_percent(below)} below): the intensities do not match the model's."
             )
-    if nonfinite:
-        total = n or 1
-        warnings.append(
-            f"{nonfinite} voxels ({_percent(nonfinite / total)}) are NaN or infinite; the model sees 0 there."
-        )
+    if nonfinite and nonfinite > NONFINITE_WARN * max(n, 1):
+        warnings.append(nonfinite_note(nonfinite, n))
     scale = max(abs(prepared_max), abs(prepared_min), (rng[1] - rng[0]) if rng else 0.0, 1e-30)
     if prepared_max - prepared_min <= 1e-6 * scale:
         warnings.append(

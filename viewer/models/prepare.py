@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from viewer.io.scan import Scan
 from viewer.models.card import InputSpec, Normalization
 from viewer.models.errors import ModelLoadError
-from viewer.models.input_fit import InputFit, check_input, count_nonfinite, out_of_range
+from viewer.models.input_fit import InputFit, check_input, count_nonfinite, nonfinite_note, out_of_range
 
 SLICE_AXIS = 2  # axial slices in RAS order
 
@@ -144,6 +144,8 @@ def prepare_scan(scan: Scan, spec: InputSpec) -> tuple[torch.Tensor, ToScan]:
     fit = check_input(above, below, values.size, float(x.min()), float(x.max()), spec, nonfinite,
                       spacing if geometric else None, scan.affine if geometric else None)
     to_scan.fit, to_scan.warnings = fit, fit.warnings
+    if nonfinite and not any("NaN" in w for w in fit.warnings):  # too few to warn about, never unsaid
+        notes.append(nonfinite_note(nonfinite, values.size))
     return x.contiguous(), to_scan
 
 
