@@ -1,6 +1,6 @@
 """UI speed: slice scrolling with the relevance overlay, and start-up to the first overlay.
 
-Run: ``python benchmarks/bench_ui.py [scrolling] [lateness] [startup]`` (offscreen by default; all
+Run: ``python benchmarks/bench_ui.py [scrolling] [lateness] [graph] [startup]`` (offscreen by default; all
 sections when none is named). Prints a table; ratios
 are against references measured in the same process:
 
@@ -13,7 +13,10 @@ are against references measured in the same process:
   time to start Python and import the UI without opening anything;
 * lateness: how late a 10 ms timer on the GUI thread fires (p50/p99/max) in the real
   main window on the demo, idle (reference) vs. while the user scrolls, hovers and the
-  status bar follows, vs. the same while a long occlusion explanation runs on the worker.
+  status bar follows, vs. the same while a long occlusion explanation runs on the worker,
+  while the attribution graph is built (pane open, G), and with a graph node's map on the views;
+* graph: milliseconds to draw the graph pane (layout + items + one paint) for 16, 151
+  and 601 nodes, the 16-node graph being the reference, and to restyle after a click.
 Targets: ≥ 60 frames/s with the overlay; first overlay under 5 s; p99 lateness under 50 ms.
 """
 
@@ -172,6 +175,7 @@ def bench_lateness(seconds: float = 4.0) -> list[tuple[str, np.ndarray]]:
         rows.append(("scrolling + hovering while occlusion runs", _lateness(app, seconds, user)))
         session.cancel_all()
         session.wait_idle(60)
+        rows += _graph_lateness(app, window, session, seconds, user)
         return rows
     finally:
         window.shutdown()
@@ -181,9 +185,94 @@ def bench_lateness(seconds: float = 4.0) -> list[tuple[str, np.ndarray]]:
         app.processEvents()
 
 
+def _wait(app, predicate, timeout: float) -> bool:
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        app.processEvents()
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _graph_lateness(app, window, session, seconds: float, user) -> list[tuple[str, np.ndarray]]:
+    """Lateness while the worker builds the attribution graph, then with a node's map shown."""
+    session.set_panel_method(0, "lrp")
+    _wait(app, lambda: session.result(0) is not None and not session.is_busy(0), 300)
+    window.graph.set_open(True)
+    _wait(app, session.graph_busy_now, 30)
+    late = _lateness(app, seconds, user)
+    name = "scrolling + hovering while the graph builds" + ("" if session.graph_busy_now() else " (ended early)")
+    rows = [(name, late)]
+    if _wait(app, lambda: session.graph() is not None, 600):
+        session.select_graph_nodes([session.graph().graph.level(1)[0].id])
+        rows.append(("scrolling + hovering, a graph node's map shown", _lateness(app, seconds, user)))
+    window.graph.set_open(False)
+    return rows
+
+
+def _synthetic_graph(top: int, fan: int):
+    """A two-level graph with ``top`` nodes of ``fan`` children each (numbers from a fixed seed)."""
+    from viewer.explain.graph import AttributionGraph, GraphEdge, GraphNode
+    from viewer.explain.target import Target
+    from viewer.session.graph_requests import GraphRequest, GraphResult, GraphSettings
+
+    rng = np.random.default_rng(0)
+    nodes, edges = [GraphNode("output", "output", 0, 0, 10.0, 1.0)], []
+    for a in range(top):
+        nodes.append(GraphNode(f"top:{a}", "top", a, 1, float(rng.normal()), float(rng.uniform(-0.2, 0.2))))
+        edges.append(GraphEdge("output", f"top:{a}", nodes[-1].relevance, 0.1))
+        for b in range(fan):
+            c = a * fan + b
+            nodes.append(GraphNode(f"low:{c}", "low", c, 2, float(rng.normal()), float(rng.uniform(-0.1, 0.1))))
+            edges.append(GraphEdge(f"top:{a}", f"low:{c}", float(rng.normal()), float(rng.uniform(-1, 1))))
+    graph = AttributionGraph(tuple(nodes), tuple(edges), ("top", "low"), (top, fan), Target.cls(0), 10.0,
+                             "epsilon-plus", {}, {"top": 1, "low": 1})
+    return GraphResult(GraphRequest.make("s", "m", "epsilon-plus", {}, None, GraphSettings()), graph, {}, {})
+
+
+def bench_graph_drawing(repeats: int = 5) -> list[tuple[str, float]]:
+    """Milliseconds (best of ``repeats``) to draw and to restyle the graph pane."""
+    from viewer.session.session import Session
+    from viewer.ui.app import make_app
+    from viewer.ui.graph_pane import GraphPane
+
+    app = make_app()
+    session = Session()
+    pane = GraphPane(session)
+    pane.resize(1000, 380)
+    pane.show()
+    rows = []
+    try:
+        for top, fan in ((5, 2), (15, 9), (40, 14)):
+            result = _synthetic_graph(top, fan)
+            best = best_style = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                pane._draw(result)
+                pane.view.viewport().repaint()
+                best = min(best, time.perf_counter() - t0)
+                session._graph_selected = ("top:0",)
+                t0 = time.perf_counter()
+                pane._restyle()
+                pane.view.viewport().repaint()
+                best_style = min(best_style, time.perf_counter() - t0)
+                session._graph_selected = ()
+            n = len(result.graph.nodes)
+            rows.append((f"draw {n} nodes, {len(result.graph.edges)} edges", 1000 * best))
+            rows.append((f"restyle {n} nodes after a click", 1000 * best_style))
+            app.processEvents()
+    finally:
+        pane.close()
+        pane.deleteLater()
+        session.close()
+        app.processEvents()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run every section, or only those named: ``scrolling``, ``lateness``, ``startup``."""
-    wanted = set(sys.argv[1:] if argv is None else argv) or {"scrolling", "lateness", "startup"}
+    """Run every section, or only those named: ``scrolling``, ``lateness``, ``graph``, ``startup``."""
+    wanted = set(sys.argv[1:] if argv is None else argv) or {"scrolling", "lateness", "graph", "startup"}
     if "scrolling" in wanted:
         print(f"Scrolling {SHAPE[0]}×{SHAPE[1]}×{SHAPE[2]} (offscreen, every frame painted)")
         rows = bench_scrolling()
@@ -202,6 +291,14 @@ def main(argv: list[str] | None = None) -> int:
             p50, p99 = np.percentile(ms, [50, 99])
             print(f"{name:48s} {p50:8.1f} {p99:8.1f} {ms.max():8.1f} {len(ms):6d} {p99 - ref99:8.1f} "
                   f"{p99 / LATENESS_BUDGET_MS:8.2f}")
+        print()
+    if "graph" in wanted:
+        print("Graph pane drawing (offscreen; reference: the 16-node graph)")
+        rows = bench_graph_drawing()
+        ref = rows[0][1]
+        print(f"{'case':48s} {'ms':>9s} {'vs ref':>7s}")
+        for name, ms in rows:
+            print(f"{name:48s} {ms:9.2f} {ms / ref:7.2f}")
         print()
     if "startup" in wanted:
         print("Start-up on the demo")

@@ -59,7 +59,8 @@ def node_tooltip(node: Any, labels: tuple[str, ...] = ()) -> str:
 
 
 def layout(graph: Any) -> dict[str, Placed]:
-    """Scene positions of every node: rows by level, barycentre order, radius by |share|."""
+    """Scene positions of every node: rows by level, barycentre order, parents over their
+    children, radius by |share|."""
     nodes = list(graph.nodes)
     biggest = max((abs(n.share) for n in nodes if n.id != ROOT), default=1.0) or 1.0
     radius = {n.id: (R_MAX if n.id == ROOT else R_MIN + (R_MAX - R_MIN) * math.sqrt(abs(n.share) / biggest))
@@ -71,7 +72,6 @@ def layout(graph: Any) -> dict[str, Placed]:
     for n in nodes:
         levels.setdefault(n.level, []).append(n)
     xs: dict[str, float] = {}
-    placed: dict[str, Placed] = {}
     for level in sorted(levels):
         row = levels[level]
         if level <= 1:
@@ -87,9 +87,23 @@ def layout(graph: Any) -> dict[str, Placed]:
         for n in row:
             w = max(LABEL_W, 2 * radius[n.id])
             xs[n.id] = x + w / 2
-            placed[n.id] = Placed(x + w / 2, level * ROW_GAP, radius[n.id])
             x += w + MIN_GAP
-    return placed
+    # bottom-up: a parent moves over the middle of its children (a wide lower row would
+    # otherwise leave the upper nodes far from theirs), pushed right only to keep the gaps
+    children: dict[str, list[str]] = {}
+    for child, ps in parents.items():
+        for p in ps:
+            children.setdefault(p, []).append(child)
+    for level in sorted(levels, reverse=True)[1:]:
+        last: tuple[float, float] | None = None
+        for n in levels[level]:
+            kids = [xs[c] for c in children.get(n.id, []) if c in xs]
+            want = sum(kids) / len(kids) if kids else xs[n.id]
+            w = max(LABEL_W, 2 * radius[n.id])
+            if last is not None:
+                want = max(want, last[0] + (last[1] + w) / 2 + MIN_GAP)
+            xs[n.id], last = want, (want, w)
+    return {n.id: Placed(xs[n.id], n.level * ROW_GAP, radius[n.id]) for n in nodes}
 
 
 class Palette:

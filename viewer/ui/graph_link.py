@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from PySide6 import QtCore, QtGui, QtWidgets
 from pyqtgraph.dockarea import Dock
 
-from viewer.ui.colorbar import overlay_lut
+from viewer.ui.colorbar import limit_title, overlay_lut
 from viewer.ui.graph_pane import GraphPane
 
 SHORTCUT = "G"
@@ -154,8 +154,7 @@ class GraphFeature(QtCore.QObject):
         limit = shown.limit(ov) or 1.0
         w.views.set_overlay_style(overlay_lut(ov.colormap, ov.opacity, ov.threshold, ov.sign), limit, ov.visible)
         w.views.set_overlay(shown.on_scan)
-        w.overlay_panel.set_limit(ov.colormap, limit, ov)
-        w.overlay_panel.colorbar.set_title(f"{shown.label}  ±{limit:.3g}")
+        w.overlay_panel.colorbar.set_map(ov.colormap, limit, limit_title(ov, limit).replace("relevance", shown.label, 1))
         from viewer.session.profile import relevance_profile
 
         axis = w.views.active_view.orient.slice_axis
