@@ -182,7 +182,8 @@ def _build(cp: ConditionalPass, names: list[str], widths: list[int], heatmaps: b
                     bypass[layer] = _bypasses(cp.tensors[layer], cp.tensors[below], cp.traced.input)
                 # from the flows at the layer below (sharing the flows' pass) unless a path
                 # from the node to the input avoids that layer
-                heats = cp.down_many(layer, masks) if bypass[layer] else cp.down_many(below, [f for f, _ in results])
+                heats = cp.down_many(layer, masks, ledger=False) if bypass[layer] else \
+                    cp.down_many(below, [f for f, _ in results], ledger=False)
                 for nid, (heat, _) in zip(part, heats):
                     nodes[nid] = replace(nodes[nid], heatmap_sum=float(heat.sum(dtype=torch.float64)))
                     maps[nid] = heat.to(cp.x.dtype)

@@ -206,10 +206,11 @@ class ConditionalPass:
         return self.down_many(layer, [relevance], to)[0]
 
     def down_many(self, layer: str, relevances: Sequence[torch.Tensor], to: str | None = None,
-                  ) -> list[tuple[torch.Tensor, float]]:
+                  ledger: bool = True) -> list[tuple[torch.Tensor, float]]:
         """Propagate each of ``relevances`` (shaped like one copy of ``layer``'s output) down
         to layer ``to``'s output or, with ``to=None``, to the input; ``batch`` at a time.
-        Returns the relevance arriving there and the part absorbed on the way, per tensor."""
+        Returns the relevance arriving there and the part absorbed on the way, per tensor
+        (NaN with ``ledger=False``, which spares the ledger's per-copy sums)."""
         src = self.tensors[layer]
         dst = self.traced.input if to is None else self.tensors[to]
         out: list[tuple[torch.Tensor, float]] = []
@@ -220,19 +221,20 @@ class ConditionalPass:
                 grad = torch.cat(chunk + [torch.zeros_like(chunk[0])] * (self.batch - len(chunk)))
             else:
                 grad = chunk[0]
-            self.traced.book.reset(batch=self.batch if self.batch > 1 else self.x.shape[0])
+            split = self.batch > 1 and ledger
+            self.traced.book.reset(batch=self.batch if split else (0 if self.batch > 1 else self.x.shape[0]))
             (g,) = torch.autograd.grad(src, dst, grad, retain_graph=True, allow_unused=True)
             if g is None and to is not None:
                 raise GraphError(f"No relevance flows from layer {layer!r} to layer {to!r}: {to!r} is not below "
                                  f"{layer!r} on a path to the input. Order layers from the output towards the input.")
             if g is None:
                 g = torch.zeros_like(dst)
-            rows = self.traced.book.per_row() if self.batch > 1 else None
+            rows = self.traced.book.per_row() if split else None
             for i in range(len(chunk)):
                 if self.batch > 1:
                     out.append((g[i:i + 1].detach(), float(rows[i]) if rows is not None else float("nan")))
                 else:
-                    out.append((g.detach(), self.traced.book.total()))
+                    out.append((g.detach(), self.traced.book.total() if ledger else float("nan")))
         return out
 
 
