@@ -95,8 +95,18 @@ def test_a_second_scan_replaces_the_whole_case_even_under_the_mouse(demo, qtbot,
     assert demo.explain_panel.state_label.text().startswith("Failed: This is a 3D model but the image is 2D")
     assert demo.explain_panel.prediction_table.rowCount() == 0
     assert demo.explain_panel.prediction_box.error_label.isVisibleTo(demo)
-    assert demo.files.default_name("relevance", ".nii.gz") == "case2d_right_lrp-epsilon-plus_relevance.nii.gz"
     close_boxes()
+    offered = []  # the names the save dialogs propose; the user then cancels
+
+    def cancel_save(_parent, _title, name, *_rest):
+        offered.append(name)
+        return "", ""
+
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", cancel_save)
+    demo.actions_["save_session"].trigger()  # Ctrl+S
+    demo.actions_["export_metrics"].trigger()
+    assert offered == ["case2d_right_session.lrpv", "case2d_right_metrics.csv"]
+    assert demo.files.default_name("relevance", ".nii.gz") == "case2d_right_lrp-epsilon-plus_relevance.nii.gz"
 
 
 def test_png_then_dicom_folder_changes_the_title(make_main_window, qtbot, tmp_path, monkeypatch):

@@ -99,7 +99,8 @@ class FileActions:
         return not problems
 
     def save_session(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self.window, "Save session", "session.lrpv", SESSION_FILTER)
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self.window, "Save session",
+                                                        self.default_name("session", ".lrpv"), SESSION_FILTER)
         if path:
             self._guard("Could not save the session", lambda: self.session.save_session(path, overwrite=True))
 
@@ -134,7 +135,7 @@ class FileActions:
         """``<case>_<method>_<what><suffix>``: export names that say which case they belong to."""
         s = self.session
         parts = [s.case_name or "scan"]
-        if what != "metrics" and s.panels:
+        if what not in ("metrics", "session") and s.panels:
             panel = s.panels[0]
             parts.append(panel.method + (f"-{panel.preset}" if panel.preset else ""))
         parts.append(what)
