@@ -268,3 +268,56 @@ def test_gpu_requests_a_cluster_cannot_meet_are_usage_errors(ray_instance, tmp_p
     assert "would hold GPUs nobody uses" in capsys.readouterr().err
     assert not (tmp_path / "out" / "summary.csv").exists()
     assert ray_instance.is_initialized()
+
+
+# -- the graph and revise commands on Ray ------------------------------------------------
+
+
+@pytest.mark.slow
+def test_graph_built_on_a_ray_worker_is_the_local_graph(ray_instance, tmp_path: Path) -> None:
+    from viewer.cli.graph import main as graph_main
+    from viewer.models.demo import demo_paths
+
+    paths = demo_paths("case_right_small")
+    args = ["--model", str(paths.model3d), str(paths.scan), "--width", "3,2", "--device", "cpu"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a worker with one CPU computes
+    try:
+        assert graph_main(args + ["--out", str(tmp_path / "local")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert graph_main(args + ["--out", str(tmp_path / "ray"), "--executor", "ray", "--workers", "1"]) == 0
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    graphs = [json.loads((folder / "graph.json").read_text()) for folder in (local, on_ray)]
+    assert [g.pop("created") for g in graphs] != [None, None]  # when each was written: all else is equal
+    assert graphs[1] == graphs[0] and graphs[0]["target"]["description"] == "lesion right"
+    assert (on_ray / "graph.png").read_bytes() == (local / "graph.png").read_bytes()  # drawn over the same input
+    maps = sorted(p.relative_to(local) for p in local.rglob("*.nii.gz"))
+    assert maps and maps == sorted(p.relative_to(on_ray) for p in on_ray.rglob("*.nii.gz"))
+    for rel in maps:
+        assert np.array_equal(np.asarray(nib.load(local / rel).dataobj), np.asarray(nib.load(on_ray / rel).dataobj))
+
+
+@pytest.mark.slow
+def test_revise_ranks_channels_on_ray_as_it_does_locally(ray_instance, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from viewer.cli.revise import main as revise_main
+
+    cases = DEMO / "shortcut2d"
+    with open(cases / "reference.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))[:20]  # 3 chunks of reference cases: 8, 8 and 4
+    listing = tmp_path / "data.csv"
+    listing.write_text("path,label\n" + "".join(f"{cases / r['path']},{r['label']}\n" for r in rows))
+    args = ["--model", str(DEMO / "demo2d_shortcut.toml"), "--data", str(listing), "--region-pattern",
+            "{stem}_marker.nii.gz", "--mode", "prune", "--fraction", "0.1", "--quiet"]
+    (tmp_path / "local").mkdir()
+    (tmp_path / "ray").mkdir()
+    assert revise_main(args + ["--out", str(tmp_path / "local" / "pruned.toml")]) == 0
+    assert revise_main(args + ["--out", str(tmp_path / "ray" / "pruned.toml"), "--executor", "ray"]) == 0
+    local = json.loads((tmp_path / "local" / "revise_report.json").read_text())
+    on_ray = json.loads((tmp_path / "ray" / "revise_report.json").read_text())
+    assert on_ray["channels"] == local["channels"] and local["channels"]["selected"] > 0
+    a = load_file(tmp_path / "local" / "pruned.safetensors")
+    b = load_file(tmp_path / "ray" / "pruned.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # the same channels switched off

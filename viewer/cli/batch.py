@@ -53,7 +53,11 @@ written (disk full) the run stops. Only one run at a time may write to an output
 (OUT/.lrp-viewer-batch.lock holds its PID); a lock left by a run that died is taken over.
 Text cells of summary.csv that a spreadsheet would read as a formula start with a quote.
 Rows are in the order of the inputs, whichever executor ran the cases; the same
-outputs come from --executor local and ray, and either resumes the other's run.
+outputs come from --executor local and ray, and either resumes the other's run. On Ray,
+workers read the inputs and write the maps themselves, so the inputs and OUT must be on
+a file system every node mounts at the same path (a worker that does not see OUT stops
+the run); summary.csv is written by this process. A case whose worker keeps dying is
+recorded as failed (WorkerLost).
 
 """ + EXECUTOR_HELP + """
 exit status: 0 all cases ok or skipped, 1 some case failed or the output could not be

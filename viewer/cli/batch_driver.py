@@ -20,7 +20,7 @@ from typing import Any, Iterator, Sequence
 from viewer.cli.batch_inputs import Case
 from viewer.cli.batch_lock import LOCK_NAME, sees_lock
 from viewer.cli.batch_run import Runner, write_reason
-from viewer.cli.executors import Executor, Outcome, WorkerLost
+from viewer.cli.executors import Executor, Outcome
 from viewer.io.errors import ExportError
 
 
@@ -79,8 +79,8 @@ def run_cases(pending: Sequence[Case], work: BatchWork, executor: Executor, summ
 
 
 def _row(runner: Runner, outcome: Outcome) -> dict[str, Any]:
-    if outcome.lost is not None:
-        return runner.failed_row(outcome.lost, WorkerLost(outcome.reason), 0.0)
+    if not outcome.ok:
+        return runner.failed_row(outcome.lost, outcome.error, 0.0)
     row = dict(outcome.result)
     if outcome.attempt > 1:
         retried = f"attempt {outcome.attempt}: the worker running it before died"

@@ -37,7 +37,15 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
-from viewer.cli.executors import INSTALL_HINT, ExecutorError, ExecutorFailed, ExecutorSpec, Outcome, Work
+from viewer.cli.executors import (
+    INSTALL_HINT,
+    ExecutorError,
+    ExecutorFailed,
+    ExecutorSpec,
+    Outcome,
+    Work,
+    WorkerLost,
+)
 
 FAULT_ENV = "LRP_VIEWER_FAULT_KILL_WORKER"
 MAX_START_FAILURES = 3  # workers that die before they are ready, in a row: the cluster cannot run the work
@@ -181,8 +189,9 @@ class RayExecutor:
                 if job is None:
                     raise ExecutorFailed(f"A Ray worker could not get ready: {_one_line(cause)}") from None
                 self._release(actor, idle, queue)
+                error = cause if isinstance(cause, Exception) else WorkerLost(_one_line(cause))
                 for item in job.items:
-                    yield Outcome(lost=item, reason=f"{type(cause).__name__}: {_one_line(cause)}", attempt=job.attempt)
+                    yield Outcome(lost=item, error=error, attempt=job.attempt)
                 continue
             except RayError as exc:  # the worker died (killed, out of memory, node lost)
                 self._forget(actor)
@@ -198,7 +207,7 @@ class RayExecutor:
                         if job.attempt <= self.spec.max_retries:
                             queue.append(_Job((item,), job.attempt + 1))
                         else:
-                            yield Outcome(lost=item, attempt=job.attempt, reason=(
+                            yield Outcome(lost=item, attempt=job.attempt, error=WorkerLost(
                                 f"its Ray worker died on each of {job.attempt} attempt(s); last: {reason}"))
                 if queue and len(idle) + len(pending) < self.workers:
                     spawn()

@@ -25,7 +25,7 @@ Usage from a command::
     spec = spec_from_args(args)                         # ExecutorError: a usage error
     with open_executor(spec, notify=print) as ex:       # Ray: connects or starts a local instance
         for outcome in ex.map(work, items, chunk=1, key=lambda item: item.id):
-            ...  # outcome.result, or outcome.lost (the item) with outcome.reason
+            ...  # outcome.result, or outcome.lost (the item) and outcome.error
 
 A worker that dies (killed, out of memory, node lost) has its chunk retried item by
 item up to ``max_retries`` times on a fresh worker; an item that outlives its retries
@@ -50,10 +50,9 @@ executors (--executor):
              ray://HOST:PORT (Ray Client); no --address starts a local Ray instance
              using this machine's CPUs and GPUs. Needs Ray: pip install "lrp-viewer[cluster]".
              Each worker holds --cpus-per-task CPUs and --gpus-per-task GPUs (default: 1 GPU
-             when the cluster has GPUs and --device is not cpu) for its whole life, gets the
-             model once, and writes its outputs to the output folder, which (with the inputs)
-             must be on a file system every node mounts at the same path. A worker that dies
-             has its cases retried (--max-retries) on a fresh worker, then recorded as failed.
+             when the cluster has GPUs and --device is not cpu) for its whole life and gets
+             the model once. Work whose worker dies is retried (--max-retries) on a fresh
+             worker, then reported as failed; the rest goes on.
 """
 
 
@@ -90,19 +89,28 @@ class ExecutorSpec:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One item's end: ``result`` from the work, or ``lost`` (the item) when its worker died every time.
+    """One item's end: ``result`` from the work, or ``lost`` (the item) with the ``error`` that lost it.
 
-    ``attempt`` is the try that produced the result (1 unless a worker died before).
+    ``error`` is the work's own exception (raised on a worker: it would raise again), or
+    :class:`WorkerLost` when the item's worker died on every attempt. ``attempt`` is
+    the try that ended it (1 unless a worker died before).
     """
 
     result: Any = None
     lost: Any = None
-    reason: str = ""
+    error: BaseException | None = None
     attempt: int = 1
 
     @property
     def ok(self) -> bool:
-        return not self.reason
+        return self.error is None
+
+    @property
+    def reason(self) -> str:
+        """The error on one line, with its type: ``WorkerLost: its Ray worker died ...``."""
+        if self.error is None:
+            return ""
+        return f"{type(self.error).__name__}: {' '.join(str(self.error).split())}"
 
 
 class Executor(Protocol):

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from viewer.cli.executors import EXECUTOR_HELP, add_executor_arguments
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 EPILOG = """\
@@ -38,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lrp-viewer graph",
         description="Which internal features (channels) of a model carry its decision for one scan, and how "
                     "relevance flows between them: an attribution graph built with LRP.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG + "\n" + EXECUTOR_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("scan", metavar="SCAN", help="the scan (NIfTI, DICOM file or folder, PNG/JPEG/TIFF)")
     p.add_argument("--model", required=True, metavar="CARD", help="model card (.toml/.json), MONAI bundle or TorchScript")
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", metavar="NAME", help="LRP preset (default: the model card's)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run")
     p.add_argument("--trust", action="store_true", help="allow model files that execute code")
+    add_executor_arguments(p)  # the graph is built where the executor runs (a Ray worker's GPU), written here
     return p
 
 
@@ -71,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     from viewer.cli.batch import UsageError as BatchUsage
     from viewer.cli.batch import _device, _load_model, _target
+    from viewer.cli.executors import ExecutorError, ExecutorFailed, WorkerLost, spec_from_args
     from viewer.explain.graph import GraphError, attribution_graph, export_graph
     from viewer.io import ExportError, ScanLoadError, load_scan
     from viewer.models import ModelLoadError
@@ -80,7 +84,11 @@ def run(args: argparse.Namespace) -> int:
     if args.keep is not None and not 0 < args.keep <= 1:
         raise UsageError(f"--keep must be between 0 and 1 (a share of the relevance flow), got {args.keep}.")
     try:
-        device = _device(args.device)
+        spec = spec_from_args(args)
+    except ExecutorError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        device = _device(args.device if spec.kind == "local" else "cpu")  # Ray workers pick their own
         model = _load_model(args.model, args.trust)
         target = _target(args.target, model)
     except BatchUsage as exc:
@@ -103,11 +111,17 @@ def run(args: argparse.Namespace) -> int:
     bounds = getattr(model, "input_range", None)  # ZBox bounds, used by the presets that have that rule
     if bounds is not None:
         params = {"low": float(bounds[0]), "high": float(bounds[1])}
+    graph_args = dict(target=target, layers=layers, width=widths, preset=preset, keep=args.keep, **params)
     try:
-        graph = attribution_graph(model.module, x, target=target, layers=layers, width=widths, preset=preset,
-                                  keep=args.keep, **params)
+        if spec.kind == "local":
+            graph = attribution_graph(model.module, x, **graph_args)
+        else:
+            graph = _on_executor(spec, model.module, x, graph_args)
     except (GraphError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    except (ExecutorFailed, WorkerLost) as exc:
+        print(f"lrp-viewer graph: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     about = {
         "model": {"name": model.name, "card": str(Path(args.model).name)},
         "scan": {"file": scan_path.name, "sha256": _sha256(scan_path), "shape": list(scan.shape)},
@@ -119,6 +133,45 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     _report(graph, written, list(model.labels or []))
     return EXIT_OK
+
+
+class GraphWork:
+    """Builds the graph of each model input on an executor's worker. The graph comes back with its
+    heatmaps and input on the CPU and without the worker's model (this process has its own), to be
+    drawn and written here."""
+
+    def __init__(self, module: Any, graph_args: dict[str, Any]) -> None:
+        self.module, self.graph_args, self.device = module, graph_args, "cpu"
+
+    def on_worker(self, device: str) -> None:
+        self.device = device
+        self.module.to(device)
+
+    def __call__(self, inputs: list[Any]) -> Any:
+        import copy
+        from dataclasses import replace
+
+        from viewer.explain.graph import attribution_graph
+
+        for x in inputs:
+            graph = attribution_graph(self.module, x.to(self.device), **self.graph_args)
+            source = copy.copy(graph.source)  # what expand() and the drawing's background need
+            source.module, source.x = None, x.cpu()
+            yield replace(graph, source=source, heatmaps={k: v.detach().cpu() for k, v in graph.heatmaps.items()})
+
+
+def _on_executor(spec: Any, module: Any, x: Any, graph_args: dict[str, Any]) -> Any:
+    from viewer.cli.executors import ExecutorError, open_executor
+
+    try:
+        with open_executor(spec, notify=lambda text: print(f"note: {text}", file=sys.stderr)) as executor:
+            [outcome] = list(executor.map(GraphWork(module, graph_args), [x.cpu()]))
+    except ExecutorError as exc:
+        raise UsageError(str(exc)) from None
+    if not outcome.ok:
+        raise outcome.error
+    outcome.result.source.module = module  # the graph can grow here, as one built in this process
+    return outcome.result
 
 
 def _numbers(text: str, flag: str) -> list[int]:

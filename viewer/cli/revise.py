@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import torch
 
+from viewer.cli.executors import EXECUTOR_HELP, ExecutorFailed, WorkerLost, add_executor_arguments
 from viewer.revise.errors import ReviseError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -60,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="lrp-viewer revise",
         description="Revise a model by updating, freezing or pruning the channels that attribution singles out.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG + "\n" + EXECUTOR_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, metavar="CARD", help="model card (.toml/.json) with an architecture")
     p.add_argument("--data", required=True, metavar="DIR_OR_CSV", help="labelled cases to train on")
@@ -85,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust", action="store_true", help="allow architectures outside the allow-list")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs, start afresh")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_executor_arguments(p)  # where the relevance ranking on the reference cases runs; training stays here
     return p
 
 
@@ -99,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ReviseError as exc:
         print(f"lrp-viewer revise: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except (ExecutorFailed, WorkerLost) as exc:  # Ray workers could not rank the channels
+        print(f"lrp-viewer revise: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -145,15 +150,21 @@ def _outputs(args: argparse.Namespace) -> tuple[Path, Path]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from viewer.cli.executors import ExecutorError, spec_from_args
     from viewer.cli.revise_data import read_cases
     from viewer.cli.revise_output import checkpoint_path, load_checkpoint, save_checkpoint, sha256
     from viewer.cli.revise_report import evaluate, render_table, report_fields, write_outputs
+    from viewer.cli.revise_scores import relevance_scorer
     from viewer.revise.channels import channel_map
     from viewer.revise.revise import MASKED_MODES, REGION_MODES, RevisePlan, revise, select_channels
     from viewer.revise.selection import ChannelMask, check_fraction
     from viewer.revise.train import TrainConfig
 
     started = time.perf_counter()
+    try:
+        spec = spec_from_args(args)
+    except ExecutorError as exc:
+        raise ReviseError(str(exc)) from None
     check_fraction(args.fraction)
     if args.epochs < 0 or args.batch_size < 1:
         raise ReviseError("--epochs must be 0 or more and --batch-size at least 1.")
@@ -206,8 +217,10 @@ def run(args: argparse.Namespace) -> int:
     elif plan.mode in MASKED_MODES:
         _say(args, f"ranking channels by {plan.selection} on {len(reference)} reference case(s) …")
         t0 = time.perf_counter()
-        mask = select_channels(module, channel_map(module, reference.x, list(plan.layers or []) or None), plan,
-                               reference)
+        with relevance_scorer(spec, plan.selection in ("relevance", "random"), lambda t: _say(args, f"note: {t}")) \
+                as scores:
+            mask = select_channels(module, channel_map(module, reference.x, list(plan.layers or []) or None), plan,
+                                   reference, scores=scores)
         selection_seconds = time.perf_counter() - t0
         _say(args, f"selected {mask.count} of {mask.total} channels: {mask.counts()}")
     resume = state["training"] if state and state["training"] else None

@@ -109,25 +109,31 @@ class Revision:
     selection_seconds: float = 0.0
 
 
-def select_channels(module: nn.Module, cmap: ChannelMap, plan: RevisePlan, reference: CaseSet) -> ChannelMask:
-    """The channels the mode acts on, chosen by ``plan.selection`` on the reference cases."""
+def select_channels(module: nn.Module, cmap: ChannelMap, plan: RevisePlan, reference: CaseSet,
+                    scores: Callable[..., dict[str, torch.Tensor]] = relevance_scores) -> ChannelMask:
+    """The channels the mode acts on, chosen by ``plan.selection`` on the reference cases.
+
+    ``scores`` computes the relevance ranking (:func:`relevance_scores` or a drop-in with
+    its signature, e.g. one that spreads the reference cases over a Ray cluster).
+    """
     if plan.selection == "magnitude":
         return top_fraction(magnitude_scores(module, cmap), plan.fraction)
     if plan.selection == "taylor":
         return top_fraction(taylor_scores(module, cmap, reference.x, reference.y), plan.fraction)
-    chosen = top_fraction(_relevance(module, cmap, plan, reference), plan.fraction)
+    chosen = top_fraction(_relevance(module, cmap, plan, reference, scores), plan.fraction)
     return random_like(chosen, plan.selection_seed) if plan.selection == "random" else chosen
 
 
-def _relevance(module: nn.Module, cmap: ChannelMap, plan: RevisePlan, reference: CaseSet) -> dict[str, torch.Tensor]:
+def _relevance(module: nn.Module, cmap: ChannelMap, plan: RevisePlan, reference: CaseSet,
+               scores: Callable[..., dict[str, torch.Tensor]] = relevance_scores) -> dict[str, torch.Tensor]:
     if plan.mode == "preserve":  # the task to keep: relevance of the true class over the whole input
-        return relevance_scores(module, cmap, reference.x, reference.y, None, plan.preset, **plan.lrp)
+        return scores(module, cmap, reference.x, reference.y, None, plan.preset, **plan.lrp)
     marked = reference.with_region()
     if len(marked) == 0:
         raise ReviseError(f"None of the {len(reference)} reference case(s) has a non-empty region, so there is no "
                           "unwanted relevance to measure; check the region masks.")
     # the shortcut acts on what the model says: explain its predictions
-    return relevance_scores(module, cmap, marked.x, None, marked.region, plan.preset, **plan.lrp)
+    return scores(module, cmap, marked.x, None, marked.region, plan.preset, **plan.lrp)
 
 
 def revise(
