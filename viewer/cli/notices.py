@@ -38,7 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(args.output).write_text(text, encoding="utf-8")
         print(f"wrote {args.output} ({text.count(chr(10))} lines)")
     else:
-        sys.stdout.write(text)
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:  # `lrp-viewer notices | head`: the reader has what it wanted
+            sys.stdout = None  # type: ignore[assignment] - nothing left to flush at exit
     return 0
 
 
