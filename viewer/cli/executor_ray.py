@@ -100,7 +100,8 @@ class RayExecutor:
             where = "the Ray instance this process already uses"
         else:
             address = spec.address or "local"
-            where = "a local Ray instance" if address == "local" else f"the Ray cluster at {address}"
+            where = {"local": "a local Ray instance", "auto": "this machine's Ray cluster (--address auto)"}.get(
+                address, f"the Ray cluster at {address}")
             notify(f"starting {where}" if address == "local" else f"connecting to {where}")
             kwargs: dict[str, Any] = {"address": address, "logging_level": logging.WARNING}
             if address == "local":
@@ -108,11 +109,12 @@ class RayExecutor:
             try:
                 ray.init(**kwargs)
             except Exception as exc:  # noqa: BLE001 - Ray raises many types here; all mean "no cluster"
-                hint = (" Addresses ray://HOST:PORT need Ray Client: pip install \"ray[client]\"."
-                        if address.startswith("ray://") else "")
-                raise ExecutorError(f"Cannot use {where}: {_one_line(exc)}. Start a cluster with 'ray start --head' "
-                                    f"and pass --address auto on one of its nodes, or leave out --address to start "
-                                    f"a local Ray instance.{hint}") from None
+                why = _one_line(exc).rstrip(".")
+                if address.startswith("ray://") and "client" not in why.lower():
+                    why += ' (ray:// addresses need Ray Client: pip install "ray[client]")'
+                raise ExecutorError(f"Cannot use {where}: {why}. Start a cluster with 'ray start --head' and pass "
+                                    "--address auto on one of its nodes, or leave out --address to start a local "
+                                    "Ray instance.") from None
             self._started = True
         try:
             self._size_workers(ray.cluster_resources())
