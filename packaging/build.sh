@@ -94,6 +94,9 @@ step "PyInstaller ($variant)"
 "$venv/bin/pyinstaller" --noconfirm $clean --log-level WARN \
     --distpath "$work/dist" --workpath "$root/packaging/build/pyinstaller-$variant" packaging/lrp-viewer.spec
 app="$work/dist/lrp-viewer"
+if command -v dpkg >/dev/null; then
+    "$venv/bin/python" packaging/host_notices.py "$app" "$work/THIRD_PARTY_NOTICES"
+fi
 cp "$work/LICENSE" "$work/THIRD_PARTY_NOTICES" "$app/"
 cp -R "$work/licences" "$app/licences"
 mkdir -p "$app/share/applications" "$app/share/mime/packages" "$app/share/icons"

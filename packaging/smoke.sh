@@ -65,7 +65,10 @@ fi
 check "desktop entry installed" test -f "$desktop"
 if command -v desktop-file-validate >/dev/null; then check "desktop-file-validate" desktop-file-validate "$desktop"; fi
 check "LICENSE and THIRD_PARTY_NOTICES inside" test -s "$app_dir/LICENSE" -a -s "$app_dir/THIRD_PARTY_NOTICES"
-check "no GPL decoder inside (libjpeg)" test -z "$(find "$app_dir" -name '_libjpeg*' -o -name 'libjpeg' -type d)"
+check "no GPL code inside (libjpeg decoder, GNU readline)" \
+    test -z "$(find "$app_dir" -name '_libjpeg*' -o -name 'libjpeg' -type d -o -name 'libreadline*')"
+check "notices of the host's system libraries" grep -q "System libraries copied from the build host" \
+    "$app_dir/THIRD_PARTY_NOTICES"
 check "no triton package, torch tests, headers or pyqtgraph examples inside" test ! -e "$app_dir/_internal/triton" \
     -a ! -e "$app_dir/_internal/torch/test" -a ! -e "$app_dir/_internal/torch/include" \
     -a ! -e "$app_dir/_internal/pyqtgraph/examples"

@@ -28,11 +28,19 @@ _LICENCE_FILE = re.compile(r"(^|/)(LICEN[CS]E|COPYING|NOTICE|COPYRIGHT)[^/]*$", 
 QT_NOTICE = """\
 Qt and PySide6 (Qt for Python) are used under the GNU Lesser General Public License
 version 3 (LGPL-3.0). The Qt and PySide6 libraries are included unmodified as separate
-shared libraries (in the installed folder: _internal/PySide6/); you may replace them
+shared libraries (in the installed folder: _internal/libQt6*.so.6, _internal/PySide6/); you may replace them
 with other builds of the same version, for example ones you built from source. Their
 source code is available from https://download.qt.io/official_releases/ and
-https://code.qt.io/; the LGPL-3.0 text is at https://www.gnu.org/licenses/lgpl-3.0.html
-and in the PySide6 section below. Copyright (C) The Qt Company Ltd. and other contributors.
+https://code.qt.io/. The LGPL-3.0 text, and the GPL-3.0 text it builds on, are in the
+licences/ folder of the installed build and at https://www.gnu.org/licenses/lgpl-3.0.html.
+Copyright (C) The Qt Company Ltd. and other contributors.
+"""
+
+CODECS_NOTICE = """\
+Compiled libraries inside Python packages: python-gdcm contains GDCM (BSD-3-Clause) with
+its bundled IJG libjpeg, CharLS, OpenJPEG, expat and zlib; pyjpegls contains CharLS
+(BSD-3-Clause); pylibjpeg-openjpeg contains OpenJPEG (BSD-2-Clause); their licence texts
+are in the package sections below where the packages ship them.
 """
 
 PYINSTALLER_NOTICE = """\
@@ -143,7 +151,7 @@ def notices_text(packages: list[Package] | None = None, build: str = "") -> str:
     width = max((len(p.name) + len(p.version) for p in packages), default=10) + 3
     lines = [f"Third-party software in lrp-viewer {__version__}{f' ({build})' if build else ''}",
              "", "lrp-viewer itself is licensed under BSD-3-Clause (see LICENSE).", PATENT_NOTE, "",
-             QT_NOTICE, PYINSTALLER_NOTICE, "Packages (name, version, licence, home page):", ""]
+             QT_NOTICE, PYINSTALLER_NOTICE, CODECS_NOTICE, "Packages (name, version, licence, home page):", ""]
     lines += [f"  {p.name + ' ' + p.version:<{width}}{p.licence}   {p.homepage}".rstrip() for p in packages]
     for p in packages:
         lines += ["", "=" * 78, f"{p.name} {p.version} — {p.licence}", p.homepage, "=" * 78]
