@@ -96,3 +96,11 @@ def test_parse_sets_what_the_launcher_reads(tmp_path):
     assert (args.scan, args.mask, args.model, args.session) == ("one.nii", "m.nii.gz", None, None)
     assert args.files.pending == ("two.nii",)
     assert parse([]).files.scan is None
+
+
+def test_outputs_record_the_same_version(tmp_path):
+    from viewer.cli.batch_summary import PROVENANCE_COLUMNS
+    from viewer.io.session_file import SessionState, to_document
+
+    assert to_document(SessionState(), base=tmp_path)["software"] == f"lrp-viewer {pyproject_version()}"
+    assert "lrp_viewer_version" in PROVENANCE_COLUMNS  # summary.csv's column (filled in tests/cli/test_batch_summary.py)
