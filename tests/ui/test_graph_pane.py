@@ -114,6 +114,8 @@ def test_g_opens_the_graph_and_a_clicked_node_becomes_the_overlay_in_every_view(
     bar = w.overlay_panel.colorbar
     assert f"{layer} · {channel}" in bar.title and bar.limit == pytest.approx(limit)
     assert "Views show: features.3" in pane.node_panel.shown.text()
+    value = float(expected[s.cursor.ijk])
+    assert f"{layer} · {channel} {value:.4g}" in w.status_label.text()  # the status bar reads the shown map
 
     click_node(qtbot, w, second, SHIFT)  # shift-click: the sum of both maps
     assert s.graph_selection == (first, second)

@@ -21,8 +21,9 @@ ROOT = "output"
 ROW_GAP = 120.0
 MIN_GAP = 26.0
 R_MIN, R_MAX = 7.0, 26.0
-LABEL_W = 150.0
-LABEL_H = 16.0
+LABEL_W = 110.0
+LABEL_H = 28.0  # two lines of 8 pt text under a node
+LAYER_CHARS = 18
 SELECTED = QtGui.QColor(255, 215, 60)
 
 
@@ -36,8 +37,9 @@ class Placed:
 
 
 def node_label(node: Any) -> str:
-    """"layer · channel · share %" (the root: the target)."""
-    return f"{node.layer} · {node.channel} · {100 * node.share:+.1f} %"
+    """"layer · channel" over "share %"; a long layer name keeps its (most specific) end."""
+    layer = node.layer if len(node.layer) <= LAYER_CHARS else "…" + node.layer[-(LAYER_CHARS - 1):]
+    return f"{layer} · {node.channel}\n{100 * node.share:+.1f} %"
 
 
 def node_tooltip(node: Any, labels: tuple[str, ...] = ()) -> str:
@@ -135,13 +137,18 @@ class NodeItem(QtWidgets.QGraphicsEllipseItem):
         self.setAcceptHoverEvents(True)
         text = (f"target: {labels[node.channel] if 0 <= node.channel < len(labels) else node.channel}"
                 if node.id == ROOT else node_label(node))
-        self.label = QtWidgets.QGraphicsSimpleTextItem(text, self)
-        self.label.setBrush(QtGui.QBrush(QtGui.QColor(225, 225, 225)))
-        font = self.label.font()
-        font.setPointSizeF(8.0)
-        self.label.setFont(font)
-        box = self.label.boundingRect()
-        self.label.setPos(-box.width() / 2, r + 2)
+        self.labels: list[QtWidgets.QGraphicsSimpleTextItem] = []
+        y = r + 2
+        for line in text.split("\n"):  # each line centred under the node
+            label = QtWidgets.QGraphicsSimpleTextItem(line, self)
+            label.setBrush(QtGui.QBrush(QtGui.QColor(225, 225, 225)))
+            font = label.font()
+            font.setPointSizeF(8.0)
+            label.setFont(font)
+            box = label.boundingRect()
+            label.setPos(-box.width() / 2, y)
+            y += box.height()
+            self.labels.append(label)
         self.cross: QtWidgets.QGraphicsPathItem | None = None
 
     def set_state(self, selected: bool, ablated: bool) -> None:

@@ -145,7 +145,8 @@ class GraphFeature(QtCore.QObject):
         if shown is None:
             if self._showing:
                 self._showing = False
-                w._on_result(0)
+                w._on_result(0)  # the main panel's map, limits and profile again
+            w.status.update()
             return
         if shown.on_scan.shape != tuple(s.scan.shape):
             return
@@ -160,6 +161,7 @@ class GraphFeature(QtCore.QObject):
         axis = w.views.active_view.orient.slice_axis
         prof = relevance_profile(shown.on_scan, axis)
         w.profile.set_profile(axis, prof.positive, prof.negative)
+        w.status.update()
 
     def shutdown(self) -> None:
         self.bridge.detach()

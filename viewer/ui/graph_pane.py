@@ -161,7 +161,7 @@ class GraphPane(QtWidgets.QWidget):
         split.setStretchFactor(1, 2)
         self.view.setMinimumWidth(320)
         self.tabs.setMinimumWidth(260)
-        split.setSizes([3000, 1600])  # proportions; the splitter scales them to its width
+        split.setSizes([3000, 1300])  # proportions; the splitter scales them to its width
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addLayout(bar)

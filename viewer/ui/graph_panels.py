@@ -40,12 +40,18 @@ class NodePanel(QtWidgets.QWidget):
         self.shown.setWordWrap(True)
         self.shown.setStyleSheet("color: #e0c060")
         self.compare_button = _button("Send to comparison", lambda: guard("Send to comparison", compare))
-        self.off_button = _button("Switch off this feature", self._toggle_off)
-        self.expand_button = _button("Expand one level", lambda: guard("Expand", lambda: session.expand_graph_node(
+        self.off_button = _button("Switch off", self._toggle_off)
+        self.expand_button = _button("Expand below", lambda: guard("Expand", lambda: session.expand_graph_node(
             self.focus)))
-        self.back_button = _button("Back to the explanation", session.clear_graph_selection)
-        grid = QtWidgets.QGridLayout()
+        self.back_button = _button("Show explanation", session.clear_graph_selection)
+        self.compare_button.setToolTip("Add the selected nodes' map as a comparison panel")
+        self.off_button.setToolTip("Switch this feature off (or back on) in a copy of the model and see the "
+                                   "new prediction in What if")
+        self.expand_button.setToolTip("Grow the graph one level below this node (or double-click it)")
+        self.back_button.setToolTip("Clear the selection: the views show the explanation again")
+        grid = QtWidgets.QGridLayout()  # two columns; labels stay whole in a narrow panel
         for i, b in enumerate((self.compare_button, self.off_button, self.expand_button, self.back_button)):
+            b.setSizePolicy(QtWidgets.QSizePolicy.Policy.Minimum, QtWidgets.QSizePolicy.Policy.Fixed)
             grid.addWidget(b, i // 2, i % 2)
         lay = QtWidgets.QVBoxLayout(self)
         lay.addWidget(self.details)
@@ -75,8 +81,7 @@ class NodePanel(QtWidgets.QWidget):
         shown = s.graph_overlay()
         self.shown.setText("" if shown is None else f"Views show: {shown.label}")
         has = node is not None and node.id != "output"
-        self.off_button.setText("Restore this feature" if has and node.id in s.ablations else
-                                "Switch off this feature")
+        self.off_button.setText("Restore" if has and node.id in s.ablations else "Switch off")
         for b in (self.off_button, self.expand_button):
             b.setEnabled(has)
         self.compare_button.setEnabled(bool(s.graph_selection))

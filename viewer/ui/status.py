@@ -56,7 +56,10 @@ class StatusReadout:
             parts.append(f"world ({x:.1f}, {y:.1f}, {z:.1f}) mm")
         parts.append(f"value {float(scan.data[i, j, k]):.5g}")
         res = s.result(0) if s.panels else None
-        if res is not None and res.on_scan.shape == scan.shape:
+        shown = s.graph_overlay() if hasattr(s, "graph_overlay") else None  # a graph node's map on the views
+        if shown is not None and shown.on_scan.shape == scan.shape:
+            parts.append(f"{shown.label} {float(shown.on_scan[i, j, k]):.4g}")
+        elif res is not None and res.on_scan.shape == scan.shape:
             label = "relevance" + (" (preview)" if res.preview else "")
             parts.append(f"{label} {float(res.on_scan[i, j, k]):.4g}")
         return "   ".join(parts)
