@@ -114,8 +114,10 @@ def _with_default_layers(module, x, n, target, preset, overrides, channel_dim, p
                          progress, require=False, batch=rows, **params)
     usable = set(cp.tensors)
     spatial = [p for p in plain if p in usable and cp.tensors[p].ndim == x.ndim]
-    usable = cp.on_path(sorted(usable))
     chosen = pick_defaults(blocks, spatial if len(spatial) >= n else plain, cp.traced.tap_order, usable, n)
+    if cp.on_path(chosen) != set(chosen):  # some candidate is off the relevance path: ask about all
+        usable = cp.on_path(sorted(usable))
+        chosen = pick_defaults(blocks, spatial if len(spatial) >= n else plain, cp.traced.tap_order, usable, n)
     return cp, chosen
 
 

@@ -60,7 +60,7 @@ def channel_mask(t: torch.Tensor, dim: int, channels: "int | Sequence[int]") -> 
     return mask
 
 
-BATCH_BUDGET = 2 ** 20  # input elements (all copies together) up to which masked passes are batched
+BATCH_BUDGET = 2 ** 16  # input elements (all copies together) up to which masked passes are batched
 MAX_BATCH = 32
 
 
@@ -109,6 +109,9 @@ class ConditionalPass:
         self.batch = max(1, int(batch)) if x.shape[0] == 1 else 1
         self._args = (module, preset, overrides, list(layers), params)
         self._trace()
+        if self.batch > 1 and any(t.ndim == 0 or t.shape[0] != self.batch for t in self.traced.taps.values()):
+            self.batch = 1  # a layer folds the batch into another dimension: copies cannot be told apart
+            self._trace()
         out = self.traced.output
         self.logits = out.detach()[: x.shape[0]]
         self.target = Target.resolve(target, self.logits.float())
@@ -125,20 +128,12 @@ class ConditionalPass:
             raise GraphError(next(iter(self.problems.values())))
         self._relevance: dict[str, torch.Tensor] = {}
         self._unreached: set[str] = set()
-        if self.batch > 1:
-            self.on_path(list(self.tensors))
-            if self._rows_unknown:  # the ledger cannot split this model's rows: one pass at a time
-                self.batch = 1
-                self._trace()
-                self.tensors = {n: self.traced.taps[n] for n in self.tensors}
-                self._relevance.clear()
 
     def _trace(self) -> None:
         module, preset, overrides, layers, params = self._args
         xin = self.x if self.batch == 1 else self.x.expand(self.batch, *self.x.shape[1:]).contiguous()
         self.traced = trace(module, xin, preset, span(self.progress, 0.0, FORWARD_SHARE), overrides,
                             taps=layers, **params)
-        self._rows_unknown = False
 
     # -- layers --------------------------------------------------------------------------------
     def _check(self, name: str, channel_dim: int | Mapping[str, int] | None) -> str | None:
@@ -155,8 +150,8 @@ class ConditionalPass:
             return (f"Layer {name!r} {where}; choose a layer between the input and the output.")
         wanted = channel_dim.get(name) if isinstance(channel_dim, Mapping) else channel_dim
         dim = channel_dim_of(t, self.x.ndim, wanted)
-        if dim is None or (self.batch > 1 and t.shape[0] != self.batch):
-            return (f"Layer {name!r} has no channels: its output has shape {tuple(t[: self.x.shape[0]].shape)}. "
+        if dim is None:
+            return (f"Layer {name!r} has no channels: its output has shape {(self.x.shape[0], *t.shape[1:])}. "
                     "Choose a layer whose output is (B, C, ...) or (B, tokens, features).")
         self.tensors[name] = t
         self.dims[name] = dim
@@ -193,7 +188,12 @@ class ConditionalPass:
             grads = torch.autograd.grad(self.traced.output, [self.tensors[n] for n in todo], seed,
                                         retain_graph=True, allow_unused=True)
             if self.batch > 1 and self.traced.book.per_row() is None:
-                self._rows_unknown = True
+                # the ledger cannot tell this model's copies apart (e.g. attention heads
+                # folded into the batch): trace again and run one pass at a time
+                self.batch = 1
+                self._trace()
+                self.tensors = {n: self.traced.taps[n] for n in self.tensors}
+                return self.on_path(layers)
             for n, g in zip(todo, grads):
                 if g is None:
                     self._unreached.add(n)
