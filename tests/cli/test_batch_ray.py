@@ -299,22 +299,31 @@ def test_graph_built_on_a_ray_worker_is_the_local_graph(ray_instance, tmp_path: 
 
 
 @pytest.mark.slow
-def test_revise_ranks_channels_on_ray_as_it_does_locally(ray_instance, tmp_path: Path) -> None:
+def test_revise_ranks_channels_on_ray_as_it_does_locally(ray_instance, tmp_path: Path, monkeypatch, capsys) -> None:
     from safetensors.torch import load_file
 
+    from viewer.cli import revise_scores
     from viewer.cli.revise import main as revise_main
 
+    monkeypatch.setattr(revise_scores, "CHUNK", 2)  # five reference cases in three tasks: 2, 2 and 1
     cases = DEMO / "shortcut2d"
     with open(cases / "reference.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))[:20]  # 3 chunks of reference cases: 8, 8 and 4
+        rows = list(csv.DictReader(fh))[:5]  # all five carry the marker
     listing = tmp_path / "data.csv"
     listing.write_text("path,label\n" + "".join(f"{cases / r['path']},{r['label']}\n" for r in rows))
     args = ["--model", str(DEMO / "demo2d_shortcut.toml"), "--data", str(listing), "--region-pattern",
-            "{stem}_marker.nii.gz", "--mode", "prune", "--fraction", "0.1", "--quiet"]
+            "{stem}_marker.nii.gz", "--mode", "prune", "--fraction", "0.1"]
     (tmp_path / "local").mkdir()
     (tmp_path / "ray").mkdir()
-    assert revise_main(args + ["--out", str(tmp_path / "local" / "pruned.toml")]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a worker with one CPU computes
+    try:
+        assert revise_main(args + ["--out", str(tmp_path / "local" / "pruned.toml"), "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(threads)
     assert revise_main(args + ["--out", str(tmp_path / "ray" / "pruned.toml"), "--executor", "ray"]) == 0
+    err = capsys.readouterr().err
+    assert "note: Ray: up to 2 worker(s)" in err and "ranking channels by relevance on 5 reference case(s)" in err
     local = json.loads((tmp_path / "local" / "revise_report.json").read_text())
     on_ray = json.loads((tmp_path / "ray" / "revise_report.json").read_text())
     assert on_ray["channels"] == local["channels"] and local["channels"]["selected"] > 0

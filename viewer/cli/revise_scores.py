@@ -42,15 +42,17 @@ class ChannelScoring:
                                           **self.params)
 
 
-def spread(executor: Executor, chunk: int = CHUNK) -> Scores:
-    """A drop-in for :func:`relevance_scores` that scores the cases on ``executor``."""
+def spread(executor: Executor, chunk: int | None = None) -> Scores:
+    """A drop-in for :func:`relevance_scores` that scores the cases on ``executor``, ``chunk`` (default
+    :data:`CHUNK`) cases per task."""
 
     def scores(module: torch.nn.Module, cmap: Any, x: torch.Tensor, targets: torch.Tensor | None = None,
                region: torch.Tensor | None = None, preset: str = "epsilon-plus", **params: Any) -> dict[str, Any]:
         if len(x) == 0:
             return relevance_scores(module, cmap, x, targets, region, preset, **params)  # its own clear error
-        parts = [(i // chunk, x[i:i + chunk], None if targets is None else targets[i:i + chunk],
-                  None if region is None else region[i:i + chunk]) for i in range(0, len(x), chunk)]
+        size = chunk or CHUNK
+        parts = [(i // size, x[i:i + size], None if targets is None else targets[i:i + size],
+                  None if region is None else region[i:i + size]) for i in range(0, len(x), size)]
         got: dict[int, dict[str, torch.Tensor]] = {}
         for outcome in executor.map(ChannelScoring(module, cmap, preset, dict(params)), parts):
             if not outcome.ok:
@@ -72,6 +74,7 @@ def relevance_scorer(spec: ExecutorSpec, needed: bool, notify: Callable[[str], N
         return
     try:
         with open_executor(spec, notify=notify) as executor:
+            notify(executor.description)
             yield spread(executor)
     except ExecutorError as exc:  # no Ray cluster there, no GPUs where asked: a usage error
         raise ReviseError(str(exc)) from None
