@@ -25,6 +25,17 @@ LABEL_W = 110.0
 LABEL_H = 28.0  # two lines of 8 pt text under a node
 LAYER_CHARS = 18
 SELECTED = QtGui.QColor(255, 215, 60)
+LABEL_BRUSH = QtGui.QBrush(QtGui.QColor(225, 225, 225))
+_FONT: list[QtGui.QFont] = []
+
+
+def _label_font() -> QtGui.QFont:
+    """One 8 pt font for every label (made once, after the application exists)."""
+    if not _FONT:
+        font = QtGui.QFont()
+        font.setPointSizeF(8.0)
+        _FONT.append(font)
+    return _FONT[0]
 
 
 @dataclass(frozen=True)
@@ -141,10 +152,8 @@ class NodeItem(QtWidgets.QGraphicsEllipseItem):
         y = r + 2
         for line in text.split("\n"):  # each line centred under the node
             label = QtWidgets.QGraphicsSimpleTextItem(line, self)
-            label.setBrush(QtGui.QBrush(QtGui.QColor(225, 225, 225)))
-            font = label.font()
-            font.setPointSizeF(8.0)
-            label.setFont(font)
+            label.setBrush(LABEL_BRUSH)
+            label.setFont(_label_font())
             box = label.boundingRect()
             label.setPos(-box.width() / 2, y)
             y += box.height()

@@ -16,7 +16,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from viewer.io import colormaps
 from viewer.ui.dialogs import show_error
-from viewer.ui.graph_items import ROOT, NodeItem, Palette, edge_item, layout
+from viewer.ui.graph_items import LABEL_H, LABEL_W, R_MAX, ROOT, NodeItem, Palette, edge_item, layout
 from viewer.ui.graph_panels import ExamplesPanel, NodePanel, WhatIfPanel
 
 BACKGROUND = QtGui.QColor(30, 30, 30)
@@ -142,6 +142,8 @@ class GraphPane(QtWidgets.QWidget):
         bar.addStretch(1)
 
         self.scene = QtWidgets.QGraphicsScene(self)
+        # a few hundred items: a linear search is cheaper than keeping a BSP index up to date
+        self.scene.setItemIndexMethod(QtWidgets.QGraphicsScene.ItemIndexMethod.NoIndex)
         self.view = GraphView(self.scene)
         self.view.nodeClicked.connect(self._on_click)
         self.view.nodeDoubleClicked.connect(lambda nid: self._guard("Expand", lambda: session.expand_graph_node(nid)))
@@ -335,7 +337,11 @@ class GraphPane(QtWidgets.QWidget):
             item = NodeItem(n, placed[n.id], palette, result.labels)
             self.scene.addItem(item)
             self.items[n.id] = item
-        self.scene.setSceneRect(self.scene.itemsBoundingRect().adjusted(-20, -20, 20, 20))
+        xs = [p.x for p in placed.values()]
+        ys = [p.y for p in placed.values()]
+        half = LABEL_W / 2 + R_MAX
+        self.scene.setSceneRect(QtCore.QRectF(min(xs) - half, min(ys) - R_MAX - 20, max(xs) - min(xs) + 2 * half,
+                                              max(ys) - min(ys) + 2 * R_MAX + LABEL_H + 40))
         self._restyle()
         self.view.auto_fit = True
         self.view.fit()
