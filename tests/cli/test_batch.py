@@ -32,7 +32,8 @@ def test_help_documents_everything_as_a_subprocess() -> None:
     assert done.returncode == 0, done.stderr
     for flag in ("--model", "--method", "--mask-pattern", "--out", "--device", "--precision", "--trust",
                  "--overwrite", "--batch-size", "--target", "--grid", "examples:", "summary.csv", "exit status",
-                 "model_sha256", ".lrp-viewer-batch.lock"):
+                 "model_sha256", ".lrp-viewer-batch.lock", "--executor", "--address", "--gpus-per-task",
+                 "--cpus-per-task", "--max-retries", "lrp-viewer[cluster]", "WorkerLost"):
         assert flag in done.stdout
 
 
