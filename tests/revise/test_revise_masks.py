@@ -175,3 +175,20 @@ def test_selections() -> None:
 def test_fraction_outside_0_1_is_an_error(bad) -> None:
     with pytest.raises(ReviseError, match=r"in \(0, 1\]"):
         check_fraction(bad)
+
+
+def test_plan_checks_and_taylor_needs_labels(shortcut) -> None:
+    from viewer.revise.revise import CaseSet, RevisePlan, select_channels
+
+    with pytest.raises(ReviseError, match="ranking target"):
+        RevisePlan(target="the marker").check()
+    with pytest.raises(ReviseError, match="Unknown mode"):
+        RevisePlan(mode="sharpen").check()
+    x, y = _data(6)
+    unlabelled = CaseSet("ref", x, torch.full((6,), -1))
+    cmap = channel_map(shortcut, x)
+    with pytest.raises(ReviseError, match="needs a label"):
+        select_channels(shortcut, cmap, RevisePlan(selection="taylor"), unlabelled)
+    labelled = CaseSet("ref", x, y)
+    mask = select_channels(shortcut, cmap, RevisePlan(selection="taylor", fraction=0.1), labelled)
+    assert mask.counts() == {"features.0.conv": 1, "features.1.conv": 2, "features.2.conv": 3, "features.3.conv": 3}

@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rrr-weight", type=float, default=0.03, help="penalty weight of mode rrr (default 0.03)")
     p.add_argument("--seed", type=int, default=0, help="order of the training cases")
     p.add_argument("--selection-seed", type=int, default=0, help="draw of the random selection")
+    p.add_argument("--target", metavar="CLASS",
+                   help="whose relevance ranks the channels: 'predicted', 'label' (the true class), or a class "
+                        "name or number (default: predicted for correct/prune, label for preserve)")
     p.add_argument("--trust", action="store_true", help="allow architectures outside the allow-list")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs, start afresh")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -200,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         train=TrainConfig(epochs=args.epochs, lr=args.lr, batch=args.batch_size, weight_decay=args.weight_decay,
                           seed=args.seed, rrr_weight=args.rrr_weight if args.mode == "rrr" else 0.0),
         preset=model.preset, lrp={"low": low_high[0], "high": low_high[1]}, selection_seed=args.selection_seed,
+        target=_target_arg(args.target, model.labels),
     )
     fingerprint = _fingerprint(args, model, sets, reference, sha256)
     ckpt = checkpoint_path(out)
@@ -250,6 +254,14 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _target_arg(text: str | None, labels: list[str]) -> str | int | None:
+    from viewer.cli.revise_data import label_index
+
+    if text is None or text.strip().lower() in ("predicted", "label"):
+        return None if text is None else text.strip().lower()
+    return label_index(text, labels, "--target")
+
+
 def _test_arg(text: str) -> tuple[str, str]:
     name, sep, source = text.partition("=")
     if not sep or not name.strip() or not source.strip():
@@ -263,7 +275,8 @@ def _fingerprint(args: argparse.Namespace, model, sets: dict, reference, sha256)
     """Everything an interrupted run must share with this one to be continued by it."""
     digest = hashlib.sha256()
     fields = {k: getattr(args, k) for k in ("mode", "selection", "fraction", "epochs", "region_pattern", "layers",
-                                          "lr", "batch_size", "weight_decay", "rrr_weight", "seed", "selection_seed")}
+                                          "lr", "batch_size", "weight_decay", "rrr_weight", "seed", "selection_seed",
+                                          "target")}
     digest.update(json.dumps(fields, sort_keys=True).encode())
     digest.update(sha256(model.card.weights).encode())
     for case_set in [*sets.values(), reference]:

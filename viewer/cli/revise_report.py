@@ -59,6 +59,8 @@ def report_fields(args: argparse.Namespace, model, plan: RevisePlan, revision: R
         "format_version": 1,
         "mode": plan.mode,
         "selection": plan.selection if mask is not None else None,
+        "ranking_target": None if mask is None or plan.selection not in ("relevance", "random") else (
+            plan.target if plan.target is not None else "label" if plan.mode == "preserve" else "predicted"),
         "fraction": plan.fraction,
         "layers": revision.cmap.names,
         "channels": None if mask is None else {

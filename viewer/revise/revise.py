@@ -83,6 +83,7 @@ class RevisePlan:
     preset: str = "epsilon-plus"
     lrp: Mapping[str, Any] = field(default_factory=dict)
     selection_seed: int = 0
+    target: str | int | None = None  # whose relevance ranks: "predicted", "label", a class; None: the mode's own
 
     def check(self) -> None:
         if self.mode not in MODES:
@@ -92,6 +93,8 @@ class RevisePlan:
         check_fraction(self.fraction)
         if self.mode == "rrr" and self.train.rrr_weight <= 0:
             raise ReviseError("Mode 'rrr' needs a positive penalty weight (rrr_weight).")
+        if not (self.target in (None, "predicted", "label") or isinstance(self.target, int)):
+            raise ReviseError(f"The ranking target must be 'predicted', 'label' or a class number, got {self.target!r}.")
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,6 +122,9 @@ def select_channels(module: nn.Module, cmap: ChannelMap, plan: RevisePlan, refer
     if plan.selection == "magnitude":
         return top_fraction(magnitude_scores(module, cmap), plan.fraction)
     if plan.selection == "taylor":
+        if bool((reference.y < 0).any()):
+            raise ReviseError("The Taylor selection weighs each channel by the loss on the reference cases, so every "
+                              "reference case needs a label.")
         return top_fraction(taylor_scores(module, cmap, reference.x, reference.y), plan.fraction)
     chosen = top_fraction(_relevance(module, cmap, plan, reference, scores), plan.fraction)
     return random_like(chosen, plan.selection_seed) if plan.selection == "random" else chosen
@@ -126,14 +132,26 @@ def select_channels(module: nn.Module, cmap: ChannelMap, plan: RevisePlan, refer
 
 def _relevance(module: nn.Module, cmap: ChannelMap, plan: RevisePlan, reference: CaseSet,
                scores: Callable[..., dict[str, torch.Tensor]] = relevance_scores) -> dict[str, torch.Tensor]:
-    if plan.mode == "preserve":  # the task to keep: relevance of the true class over the whole input
-        return scores(module, cmap, reference.x, reference.y, None, plan.preset, **plan.lrp)
+    if plan.mode == "preserve":  # the task to keep: by default the true class's relevance over the whole input
+        return scores(module, cmap, reference.x, _targets(plan, reference, "label"), None, plan.preset, **plan.lrp)
     marked = reference.with_region()
     if len(marked) == 0:
         raise ReviseError(f"None of the {len(reference)} reference case(s) has a non-empty region, so there is no "
                           "unwanted relevance to measure; check the region masks.")
-    # the shortcut acts on what the model says: explain its predictions
-    return scores(module, cmap, marked.x, None, marked.region, plan.preset, **plan.lrp)
+    # the shortcut acts on what the model says: by default explain its predictions
+    return scores(module, cmap, marked.x, _targets(plan, marked, "predicted"), marked.region, plan.preset, **plan.lrp)
+
+
+def _targets(plan: RevisePlan, cases: CaseSet, default: str) -> torch.Tensor | None:
+    """One class per case (None: each case's predicted class)."""
+    target = default if plan.target is None else plan.target
+    if target == "predicted":
+        return None
+    if target == "label":
+        if bool((cases.y < 0).any()):
+            raise ReviseError("Ranking by the relevance of the true class needs a label for every reference case.")
+        return cases.y
+    return torch.full((len(cases),), int(target), dtype=torch.long)
 
 
 def revise(
