@@ -192,3 +192,33 @@ def test_plan_checks_and_taylor_needs_labels(shortcut) -> None:
     labelled = CaseSet("ref", x, y)
     mask = select_channels(shortcut, cmap, RevisePlan(selection="taylor", fraction=0.1), labelled)
     assert mask.counts() == {"features.0.conv": 1, "features.1.conv": 2, "features.2.conv": 3, "features.3.conv": 3}
+
+
+def test_pruned_channels_output_exactly_zero_and_macs_count_removal(shortcut) -> None:
+    from viewer.revise.prune import macs, prune
+    from viewer.revise.scores import magnitude_scores
+
+    model = copy.deepcopy(shortcut)
+    x, _ = _data(4)
+    cmap = channel_map(model, x)
+    mask = top_fraction(magnitude_scores(model, cmap), 0.25)
+    zeroed = prune(model, cmap, mask)
+    assert zeroed == sum((model.get_submodule(n).weight[0].numel() + 2) * c for n, c in mask.counts().items())
+    seen = {}
+    hooks = [model.get_submodule(f"features.{i}.act").register_forward_hook(
+        lambda m, a, out, i=i: seen.__setitem__(i, out.detach())) for i in range(4)]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    for i in range(4):
+        chans = mask.selected[f"features.{i}.conv"]
+        assert float(seen[i][:, chans].abs().sum()) == 0.0 and float(seen[i][:, ~chans].abs().sum()) > 0
+    # MACs: each conv loses its pruned outputs and the inputs its producer lost
+    keep = {n: 1 - float(m.double().mean()) for n, m in mask.selected.items()}
+    names = ["features.0.conv", "features.1.conv", "features.2.conv", "features.3.conv"]
+    expected = cmap.macs["features.0.conv"] * keep[names[0]]
+    for prev, name in zip(names, names[1:]):
+        expected += cmap.macs[name] * keep[name] * keep[prev]
+    expected += cmap.macs["classifier"] * keep[names[3]]
+    assert macs(cmap, mask) == int(round(expected)) and macs(cmap) == sum(cmap.macs.values())
