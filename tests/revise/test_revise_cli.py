@@ -160,6 +160,7 @@ def test_bad_inputs_are_clear_errors(lists, tmp_path, capsys) -> None:
         assert "in (0, 1]" in error("--region-pattern", PATTERN, "--fraction", bad)
     assert "matches no file" in error("--region-pattern", "{stem}_ruler.nii.gz")
     assert "give --region-pattern" in error("--mode", "correct")
+    assert "--reference" in error("--mode", "preserve")
     # reference cases whose regions are all empty: nothing to rank channels on
     no_marker = tmp_path / "no_marker.csv"
     with open(CASES / "reference.csv", newline="") as fh:

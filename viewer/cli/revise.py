@@ -174,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
     if args.mode in REGION_MODES and not args.region_pattern:
         raise ReviseError(f"Mode {args.mode} acts on an unwanted region: give --region-pattern, "
                           "e.g. '{stem}_marker.nii.gz'.")
+    if args.mode == "preserve" and not args.reference:
+        raise ReviseError("Mode preserve freezes the channels of the task to keep: give its cases with --reference "
+                          "(--data holds the new task to train on).")
     out, report_path = _outputs(args)
     model = _load(args)
     tests = dict(_test_arg(t) for t in args.test)
