@@ -204,7 +204,7 @@ def test_series_chooser_tells_two_series_apart(qtbot):
 def test_crosshair_leaves_its_centre_open_at_any_zoom(demo, qtbot):
     ax = demo.views.views["axial"]
     x, y = ax.crosshair.position()
-    xs, ys = ax.crosshair.curve.getData()
+    xs, ys = ax.crosshair.segments()
     gx, gy = ax.crosshair.gap()
     assert gx > 0 and xs[1] == pytest.approx(x - gx) and xs[2] == pytest.approx(x + gx)
     assert ys[5] == pytest.approx(y - gy) and ys[6] == pytest.approx(y + gy)
