@@ -36,9 +36,11 @@ def _x() -> torch.Tensor:
 
 def test_public_names():
     assert lrp_from_explain is lrp
-    assert set(PRESETS) == {"epsilon", "epsilon-plus", "epsilon-gamma-box", "epsilon-alpha2-beta1", "epsilon-plus-flat"}
+    assert set(PRESETS) == {"epsilon", "epsilon-plus", "epsilon-gamma-box", "epsilon-alpha2-beta1", "epsilon-plus-flat",
+                            "attn-lrp"}
     infos = {p.name: p for p in list_presets()}
     assert {s.name for s in infos["epsilon-gamma-box"].params} == {"epsilon", "gamma", "low", "high"}
+    assert {s.name for s in infos["attn-lrp"].params} == {"epsilon", "gamma", "gates"}
     assert all(isinstance(s, ParamSpec) for p in infos.values() for s in p.params)
 
 

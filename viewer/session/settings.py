@@ -51,6 +51,12 @@ class SettingsMixin:
             raise ValueError(f"Unknown method {method!r}; choose one of: {', '.join(_methods())}.")
         if method == "lrp":
             preset = getattr(self.model, "preset", None) if self.model is not None else None
+            module = getattr(self.model, "module", None)
+            if preset in (None, "epsilon-plus") and module is not None:
+                # a card's default (or an explicit epsilon-plus) on a model with attention: AttnLRP
+                from viewer.explain.lrp import recommended_preset
+
+                preset = recommended_preset(module)
             return self._preset_defaults(preset or "epsilon-plus")
         layer = getattr(self.model, "gradcam_layer", None) if self.model is not None else None
         if method in ("gradcam", "gradcampp") and layer:

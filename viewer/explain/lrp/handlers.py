@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from viewer.explain.lrp import attention, norms
 from viewer.explain.lrp.affine import AffineOp
 from viewer.explain.lrp.ops import (
-    AffineFn, BiasFn, BilinearFn, CatFn, GateFn, InplaceFn, LinearNormFn, PassFn, ScaleFn, SumFn, protect,
+    AffineFn, BiasFn, BilinearFn, CatFn, GateFn, InplaceFn, InplacePassFn, LinearNormFn, PassFn, ScaleFn, SumFn,
+    protect,
 )
 from viewer.explain.lrp.rules import mark_nonneg, marked_nonneg
 
@@ -134,39 +135,40 @@ def _inplace_position(func: Callable) -> int | None:
 
 
 # -- parameter-free elementwise maps ----------------------------------------------------------
-def _elementwise(gate: bool = False, final: str | None = None, plain: Callable | None = None, nonneg: bool = False):
+def _elementwise(gate: bool = False, final: str | None = None, nonneg: bool = False, in_place: bool = False):
     """Activations (ReLU, GELU, SiLU, ...): relevance passes (the identity rule).
 
     ``nonneg``: the output is never negative (ReLU); the mark spares the next layer's
     rule a pass over its input to find that out (see rules._nonneg).  A call with
-    ``inplace=True`` writes into its operand, even when its result is discarded."""
-    def run(tr, func, args, kwargs):
-        fn0 = plain or func
+    ``inplace=True`` (or an in-place function: ``in_place``) writes into its operand,
+    also when its result is discarded."""
+    def handler(tr, func, args, kwargs):
+        if not args or not live(args[0]):
+            return NotImplemented
+        a = args[0]
         pos = _inplace_position(func)
-        rest = tuple(False if i + 1 == pos else a for i, a in enumerate(args[1:]))
-        kw = {k: (False if k == "inplace" else v) for k, v in kwargs.items()}
-        out = PassFn.apply(args[0], lambda t: fn0(t, *rest, **kw))
+        inplace = in_place or kwargs.get("inplace") is True or (pos is not None and len(args) > pos and args[pos] is True)
+        if inplace and not a.is_leaf:
+            protect(a, None)
+            out = InplacePassFn.apply(a, lambda t: func(t, *args[1:], **kwargs))
+        else:
+            rest = tuple(False if i + 1 == pos else v for i, v in enumerate(args[1:]))
+            kw = {k: (False if k == "inplace" else v) for k, v in kwargs.items()}
+            plain = _OUT_OF_PLACE.get(func, func)
+            out = PassFn.apply(a, lambda t: plain(t, *rest, **kw))
+            if final:
+                tr.mark_final(a, out, final)
         if nonneg:
             mark_nonneg(out)
         if gate:
             tr.mark_gate(out)
-        if final:
-            tr.mark_final(args[0], out, final)
         return out
-
-    in_place = _inplace(run)
-
-    def handler(tr, func, args, kwargs):
-        if not args or not live(args[0]):
-            return NotImplemented
-        pos = _inplace_position(func)
-        if kwargs.get("inplace") is True or (pos is not None and len(args) > pos and args[pos] is True):
-            out = in_place(tr, func, args, kwargs)
-            if gate:
-                tr.mark_gate(out)
-            return out
-        return run(tr, func, args, kwargs)
     return handler
+
+
+_OUT_OF_PLACE = {torch.relu_: torch.relu, F.relu_: torch.relu, torch.Tensor.relu_: torch.relu, F.leaky_relu_: F.leaky_relu,
+                 F.elu_: F.elu, torch.Tensor.sigmoid_: torch.sigmoid,
+                 torch.sigmoid_: torch.sigmoid}
 
 
 def _norm(kind: str):
@@ -353,12 +355,11 @@ def _build() -> dict:
     put([F.group_norm], _norm("group_norm"))
     put([F.instance_norm], _norm("instance_norm"))
     put([F.batch_norm], _norm("batch_norm"))
-    put([torch.relu_, T.relu_, F.relu_], _inplace(_elementwise(plain=torch.relu, nonneg=True)))
-    put([F.leaky_relu_], _inplace(_elementwise(plain=F.leaky_relu)))
-    put([F.elu_], _inplace(_elementwise(plain=F.elu)))
+    put([torch.relu_, T.relu_, F.relu_], _elementwise(nonneg=True, in_place=True))
+    put([F.leaky_relu_, F.elu_], _elementwise(in_place=True))
     put([torch.tanh, T.tanh, F.tanh], _elementwise(gate=True))
     put([torch.sigmoid, T.sigmoid, F.sigmoid, F.hardsigmoid], _elementwise(gate=True, final="sigmoid"))
-    put([torch.sigmoid_, T.sigmoid_], _inplace(_elementwise(gate=True, final="sigmoid", plain=torch.sigmoid)))
+    put([torch.sigmoid_, T.sigmoid_], _elementwise(gate=True, in_place=True))
     put([F.glu], _glu)
     put([F.log_softmax, torch.log_softmax, T.log_softmax], _elementwise(final="log_softmax"))
     put([F.softmax, torch.softmax, T.softmax], _softmax)

@@ -23,8 +23,9 @@ import torch
 
 Tensor = torch.Tensor
 
-# relative size of "absorbed by something else" above which a rule is reported as leaking
-LEAK_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4}
+# relative size of "absorbed by something else" above which a rule is reported as leaking,
+# by the dtype of the forward pass (a half-precision forward rounds the denominators)
+LEAK_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 5e-3}
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,10 @@ class Book:
         return [float(v) for v in torch.stack(self.rows).sum(0)]
 
     def summary(self, dtype: torch.dtype) -> dict[str, Any]:
+        """``dtype``: that of the forward pass (the autocast dtype under autocast)."""
+        return self._summary(dtype)
+
+    def _summary(self, dtype: torch.dtype) -> dict[str, Any]:
         """``absorbed_by_kind``, ``ledger`` (one row per operation, forward order, calls
         of the same operation merged) and ``ledger_leaks`` (rows where relevance went
         to something that is neither a bias nor a stabiliser)."""

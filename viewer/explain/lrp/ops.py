@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 from torch.autograd import Function
 
-from viewer.explain.lrp.affine import AffineOp, divide
+from viewer.explain.lrp.affine import AffineOp, derived, divide
 from viewer.explain.lrp.ledger import Book, Site
 from viewer.explain.lrp.rules import Rule, dot, mark_nonneg, marked_nonneg
 
@@ -130,6 +130,7 @@ class AffineFn(Function):
         y, saved = rule.forward(op, xs, w, b)
         out = own(result(y, x), x)
         ctx.rule, ctx.op, ctx.w, ctx.b, ctx.book, ctx.site = rule, op, w, b, book, site
+        ctx.low = low
         tensors = [s for s in saved if isinstance(s, Tensor)]
         ctx.is_tensor = [isinstance(s, Tensor) for s in saved]
         ctx.plain = [None if isinstance(s, Tensor) else s for s in saved]
@@ -141,7 +142,11 @@ class AffineFn(Function):
         tensors = iter(_saved(ctx, r.dtype))
         saved = tuple(next(tensors) if is_t else p for is_t, p in zip(ctx.is_tensor, ctx.plain))
         shares: list = []
-        r_in = ctx.rule.backward(ctx.op, saved, ctx.w, ctx.b, r, shares)
+        w, b = ctx.w, ctx.b
+        if ctx.low is not None:  # the weights as the half-precision forward used them
+            w = derived(w, ("rounded", ctx.low, r.dtype), lambda: ctx.w.to(ctx.low).to(r.dtype))
+            b = None if b is None else b.to(ctx.low).to(r.dtype)
+        r_in = ctx.rule.backward(ctx.op, saved, w, b, r, shares)
         bias, den = shares[0] if shares else (None, None)
         ctx.book.absorb(ctx.site, r, r_in, bias=bias, den=den)
         return result(r_in, r), None, None, None, None, None, None
@@ -154,6 +159,21 @@ class PassFn(Function):
     @staticmethod
     def forward(ctx, x, fn: Callable):
         return own(result(fn(x), x), x)
+
+    @staticmethod
+    def backward(ctx, r):
+        return r, None
+
+
+class InplacePassFn(Function):
+    """An activation applied in place (``F.relu(h, inplace=True)``, ``torch.relu_``):
+    ``fn_`` overwrites ``a``, relevance passes unchanged (call :func:`protect` first)."""
+
+    @staticmethod
+    def forward(ctx, a, fn_: Callable):
+        fn_(a)
+        ctx.mark_dirty(a)
+        return a
 
     @staticmethod
     def backward(ctx, r):

@@ -2,14 +2,18 @@
 
 A preset names a rule for convolutions, one for dense layers and optionally a
 special rule for the first layer.  Everything else (activations, sums, pooling,
-normalisation, attention) gets the same treatment in every preset; see
-``engine.py``.  The names and default parameters match zennit's composites so
-that results can be compared across tools.
+normalisation, attention, gates) gets the same treatment in every preset; see
+``handlers.py``.  The names and default parameters of the CNN presets match
+zennit's composites so that results can be compared across tools; ``attn-lrp``
+is the transformer preset (AttnLRP, Achtibat et al. 2024), which the app chooses
+for models with attention (:func:`recommended_preset`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from torch import nn
 
 from viewer.explain.params import ParamSpec
 
@@ -19,6 +23,8 @@ LOW = ParamSpec("low", float, None, label="ZBox lower bound")
 HIGH = ParamSpec("high", float, None, label="ZBox upper bound")
 ALPHA = ParamSpec("alpha", float, 2.0, min=1.0, max=10.0, label="α (positive share)")
 BETA = ParamSpec("beta", float, 1.0, min=0.0, max=9.0, label="β (negative share, α − β = 1)")
+GATES = ParamSpec("gates", str, "constant", choices=("constant", "uniform"),
+                  label="Gates (sigmoid factors): constant, or half of the relevance each")
 
 
 @dataclass(frozen=True)
@@ -73,8 +79,30 @@ PRESETS: dict[str, Preset] = {
             "Like Epsilon + ZPlus, with the Flat rule on the first layer: smoother maps.",
             "zplus", "epsilon", first="flat", first_kinds="any",
         ),
+        Preset(
+            "attn-lrp", "AttnLRP (transformers)",
+            "For transformers and hybrids: ε on dense layers, γ on convolutions; softmax, query·key "
+            "products and LayerNorm by their AttnLRP rules (as in every preset); gates held constant.",
+            "gamma", "epsilon", params=(EPSILON, GAMMA, GATES),
+        ),
     )
 }
+
+
+def has_attention(model: nn.Module) -> bool:
+    """Whether ``model`` contains an attention block (torch's MultiheadAttention or a
+    module named like one: MONAI's SABlock and WindowAttention, torchvision's
+    ShiftedWindowAttention, timm's Attention)."""
+    for m in model.modules():
+        name = type(m).__name__
+        if isinstance(m, nn.MultiheadAttention) or "attention" in name.lower() or name == "SABlock":
+            return True
+    return False
+
+
+def recommended_preset(model: nn.Module) -> str:
+    """``attn-lrp`` for a model with attention, ``epsilon-plus`` otherwise."""
+    return "attn-lrp" if has_attention(model) else "epsilon-plus"
 
 
 def get_preset(name: str) -> Preset:
