@@ -13,9 +13,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from viewer.io import ExportError, Scan, save_nifti
-from viewer.io.atomic import TEMP_PREFIX, atomic_write
+from viewer.io.atomic import TEMP_PREFIX, atomic_path, atomic_write
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,10 +43,13 @@ def test_exports_get_the_mode_of_any_new_file(tmp_path, umask, expected):
         save_nifti(np.ones((4, 5, 6), np.float32), like=small_scan(), path=tmp_path / "r.nii.gz")
         with atomic_write(tmp_path / "t.csv", "w") as fh:
             fh.write("a,b\n")
+        with atomic_path(tmp_path / "w.safetensors") as tmp:  # safetensors writes its files 0600 itself
+            save_file({"w": torch.zeros(3)}, str(tmp))
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "r.nii.gz").stat().st_mode) == expected
     assert stat.S_IMODE((tmp_path / "t.csv").stat().st_mode) == expected
+    assert stat.S_IMODE((tmp_path / "w.safetensors").stat().st_mode) == expected
 
 
 def test_file_too_large_is_an_export_error_and_the_previous_file_survives(tmp_path):

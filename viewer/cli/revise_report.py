@@ -109,7 +109,6 @@ def write_outputs(out: Path, report_path: Path, module: nn.Module, model, report
     name = f"{raw.get('name', model.name)} — revised ({report['mode']})"
     weights = write_model(out, module, revised_card(raw, out.with_suffix(".safetensors").name, name, note),
                           {"format": "pt", "built_by": "lrp-viewer revise"})
-    weights.chmod(out.stat().st_mode & 0o777)  # the weights are as readable as the card beside them
     report["revised"] = {"card": out.name, "weights": weights.name, "weights_sha256": sha256(weights)}
     write_report(report_path, report)
 

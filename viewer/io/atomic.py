@@ -23,6 +23,7 @@ import errno
 import os
 import re
 import secrets
+import stat
 import threading
 import time
 from pathlib import Path
@@ -73,10 +74,13 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = True) -> contextlib.A
 @contextlib.contextmanager
 def _atomic_path(path: Path, overwrite: bool) -> Iterator[Path]:
     tmp = _start(path, overwrite)
+    mode = stat.S_IMODE(os.stat(tmp).st_mode)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        if stat.S_IMODE(os.stat(tmp).st_mode) != mode:  # writers that replace the file (safetensors: 0600)
+            os.chmod(tmp, mode)
         _commit(tmp, path)
     except OSError as exc:
         _discard(tmp)
