@@ -59,6 +59,7 @@ def test_mask_pattern_pairs_masks_and_removes_them_from_cases(tmp_path: Path) ->
 def test_without_a_pattern_obvious_masks_are_left_out(tmp_path: Path) -> None:
     _touch(tmp_path / "x.nii.gz")
     _touch(tmp_path / "x_mask.nii.gz")
+    _touch(tmp_path / "x_marker.nii.gz")  # the shortcut demo's marker annotation
     _touch(tmp_path / "lonely_mask.nii.gz")  # no scan beside it: a case like any other
     cases, notes = find_cases([tmp_path])
     assert [c.id for c in cases] == ["lonely_mask", "x"]

@@ -35,7 +35,7 @@ from viewer.cli.batch_folders import (
     FolderSearch,
 )
 
-MASK_HINTS = ("_mask", "_seg", "_label", "_labels")
+MASK_HINTS = ("_mask", "_seg", "_label", "_labels", "_marker")  # _marker: the shortcut demo's annotations
 PLACEHOLDERS = ("stem", "name", "suffix")
 COMMAND_LINE = "the command line"
 MAX_LIST_BYTES = 64 << 20
