@@ -241,15 +241,16 @@ class Gamma(Rule):
             # when a ReLU follows), which saves a third of the layer's cost.
             s = divide(r, first, self.stabilizer)
             neg = torch.where(first < 0, s, 0.0)
+            has_neg = bool(neg.any())
             if shares is not None:
-                # the denominator is +inf where y = 0 (nothing passes there)
-                den = dot(s, torch.where(torch.isinf(first), 0.0, first))
+                # the denominator is +inf where y = 0 (nothing passes there): 0·inf → NaN, skipped
+                den = torch.nansum(s * first, dtype=torch.float64)
                 bias = s.new_zeros((), dtype=torch.float64)
-                if b is not None:
-                    _, _, bp, bn = self._weights(w.new_zeros(()), b)
-                    bias = bias_share(op, s, bp) - bias_share(op, neg, bp) + bias_share(op, neg, bn)
+                if b is not None:  # b + γb⁺ where the output is positive, b + γb⁻ where negative
+                    bp, bn = b + self.gamma * b.clamp(min=0), b + self.gamma * b.clamp(max=0)
+                    bias = bias_share(op, s, bp) + (bias_share(op, neg, bn - bp) if has_neg else 0.0)
                 report(shares, bias, den)
-            if not bool(neg.any()):
+            if not has_neg:
                 return op.vjp(s, self._wp(w), x).mul_(x)
             out = op.vjp(s.sub_(neg), self._wp(w), x)
             return out.add_(op.vjp(neg, self._wn(w), x)).mul_(x)
