@@ -333,7 +333,8 @@ def lrp(
         input_sum = float(rel.sum(dtype=torch.float64))
         absorbed = traced.book.total()
         m = dict(meta)
-        m.update(traced.book.summary(getattr(torch, precision) if traced.autocast is not None else rel.dtype))
+        m.update(traced.book.summary(getattr(torch, precision) if traced.autocast is not None else rel.dtype,
+                                     explained))
         per_row = _absorbed_per_sample(traced.book.per_row(), seed, rel)
         if per_row is not None:
             m["absorbed_per_sample"] = per_row

@@ -110,14 +110,12 @@ class Book:
             return [0.0] * self.batch
         return [float(v) for v in torch.stack(self.rows).sum(0)]
 
-    def summary(self, dtype: torch.dtype) -> dict[str, Any]:
-        """``dtype``: that of the forward pass (the autocast dtype under autocast)."""
-        return self._summary(dtype)
-
-    def _summary(self, dtype: torch.dtype) -> dict[str, Any]:
+    def summary(self, dtype: torch.dtype, explained: float = 0.0) -> dict[str, Any]:
         """``absorbed_by_kind``, ``ledger`` (one row per operation, forward order, calls
         of the same operation merged) and ``ledger_leaks`` (rows where relevance went
-        to something that is neither a bias nor a stabiliser)."""
+        to something that is neither a bias nor a stabiliser, by more than the rounding
+        of ``dtype``, the forward pass's, relative to the row's figures plus the
+        explained value: signed relevance can sum to almost nothing at one layer)."""
         if not self.entries:
             return {"absorbed_by_kind": {}, "ledger": [], "ledger_leaks": []}
         nan = torch.tensor(float("nan"), dtype=torch.float64, device=self.entries[0][1].device)
@@ -143,7 +141,7 @@ class Book:
             row = {"layer": site.layer, "op": site.kind, "rule": site.rule, "in": got, "out": out,
                    "bias": bias if closed else None, "stabiliser": stab if closed else None, "other": other}
             ledger.append(row)
-            scale = abs(got) + abs(out) + (abs(bias) + abs(stab) if closed else 0.0)
+            scale = abs(got) + abs(out) + (abs(bias) + abs(stab) if closed else 0.0) + abs(explained)
             if abs(other) > tol * max(scale, 1e-300):
                 leaks.append(row)
         return {"absorbed_by_kind": by_kind, "ledger": ledger, "ledger_leaks": leaks}

@@ -88,7 +88,7 @@ class NormFn(Function):
         factors, shift = rest[: ctx.n], (rest[ctx.n] if ctx.has_shift else None)
         g = divide(r, y, ctx.eps)
         den = dot(g, y)
-        bias = den.new_zeros(()) if shift is None else (g * shift).sum(dtype=torch.float64)
+        bias = den.new_zeros(()) if shift is None else dot(g.sum_to_size(shift.shape), shift)
         for f in factors:
             g = g.mul_(f)
         r_in = ctx.grouping.centred(g).mul_(x)

@@ -112,7 +112,12 @@ def _reduce_to(t: Tensor, shape: torch.Size) -> Tensor:
 
 
 def _broadcast_bias(g: Tensor, c: Tensor) -> Tensor:
-    return (g * c).sum(dtype=torch.float64) if c.shape != g.shape else dot(g, c)
+    """Σ g·c for a constant c that broadcasts against g (reduce g first: no temporary)."""
+    if c.shape == g.shape:
+        return dot(g, c)
+    if c.dim() <= g.dim():
+        return dot(g.sum_to_size(c.shape), c)
+    return (g * c).sum(dtype=torch.float64)
 
 
 # -- layers with weights ------------------------------------------------------------------------
