@@ -139,3 +139,28 @@ def test_missing_files_reports_only_what_is_gone(tmp_path: Path) -> None:
     assert problems == [f"Scan not found: {scan}"]
     scan.write_bytes(b"")
     assert missing_files(load_session(path)) == []
+
+
+def test_model_b_and_each_panels_model_round_trip_and_older_files_read_as_model_a(tmp_path: Path) -> None:
+    folder = tmp_path / "study"
+    folder.mkdir()
+    state = SessionState(model_path=str(folder / "shortcut.toml"), compare_model_path=str(folder / "revised.toml"),
+                         panels=(PanelSpec("lrp", {"preset": "epsilon-plus"}),
+                                 PanelSpec("lrp", {"preset": "epsilon-plus"}, model="B")))
+    path = save_session(state, folder / "two.lrpsession")
+    doc = json.loads(path.read_text())
+    assert doc["compare_model"] == {"path": "revised.toml"}
+    assert [p.get("model") for p in doc["panels"]] == [None, "B"]  # "A" is the default, not written
+    assert load_session(path) == state
+    assert missing_files(state) == [f"Model not found: {folder / 'shortcut.toml'}",
+                                    f"Model B not found: {folder / 'revised.toml'}"]
+    # an older file (no compare_model, no panel models) reads as model A everywhere
+    del doc["compare_model"]
+    doc["panels"][1].pop("model")
+    path.write_text(json.dumps(doc))
+    older = load_session(path)
+    assert older.compare_model_path is None and [p.model for p in older.panels] == ["A", "A"]
+    doc["panels"][1]["model"] = "C"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(SessionFileError, match=r"panels\[1\]\.model"):
+        load_session(path)

@@ -29,12 +29,15 @@ Example (version 1)::
       "cursor": [12, 20, 8],
       "views": {"axial": {"zoom": 2.0, "pan": [3.5, -1.0]}},
       "comparison_open": false,
+      "compare_model": {"path": "/models/demo3d_revised.toml"},
       "graph": {"open": true, "layers": null, "width": [6, 3], "keep": false,
                 "selected": ["features.3:27"], "ablations": [["features.3:4", 1]]}
     }
 
 ``graph`` (optional; files without it open with the graph closed) holds the attribution
 graph's settings and choices as plain values; the session layer checks them on restore.
+``compare_model`` (optional) is the second model ("B") the comparison panels may explain
+with; each panel's ``"model"`` says which one it uses (``"A"``, the default, or ``"B"``).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class PanelSpec:
     method: str
     params: Mapping[str, Any] = field(default_factory=dict)
     overlay: Mapping[str, Any] = field(default_factory=dict)
+    model: str = "A"  # "A": the session's model, "B": the second model (compare_model_path)
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,8 @@ class SessionState:
     optional zoom/pan per view name (``{"axial": {"zoom": 2.0, "pan": [x, y]}}``).
     ``cursor`` is the crosshair voxel ``(i, j, k)`` or None (the scan's centre).
     ``graph`` is the attribution graph's part (settings, selected nodes, switched-off
-    features) as a plain mapping, or None when the file has none.
+    features) as a plain mapping, or None when the file has none. ``compare_model_path``
+    is the second model for comparison panels (None: none open).
     """
 
     scan_path: str | None = None
@@ -100,6 +105,7 @@ class SessionState:
     views: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     comparison_open: bool = False
     graph: Mapping[str, Any] | None = None
+    compare_model_path: str | None = None
 
 
 # -- writing ----------------------------------------------------------------------------
@@ -134,7 +140,8 @@ def to_document(state: SessionState, base: Path) -> dict[str, Any]:
         "model": {"path": _store_path(state.model_path, base)},
         "mask": {"path": _store_path(state.mask_path, base)},
         "panels": [
-            {"method": p.method, "params": _plain(dict(p.params)), "overlay": _plain(dict(p.overlay))}
+            {"method": p.method, "params": _plain(dict(p.params)), "overlay": _plain(dict(p.overlay)),
+             **({"model": p.model} if p.model != "A" else {})}
             for p in state.panels
         ],
         "target": _target_to_json(state.target),
@@ -146,6 +153,8 @@ def to_document(state: SessionState, base: Path) -> dict[str, Any]:
         "views": _plain({str(k): dict(v) for k, v in state.views.items()}),
         "comparison_open": bool(state.comparison_open),
         **({} if state.graph is None else {"graph": _plain(dict(state.graph))}),
+        **({} if state.compare_model_path is None else
+           {"compare_model": {"path": _store_path(state.compare_model_path, base)}}),
     }
 
 
@@ -247,6 +256,7 @@ def from_document(doc: Any, base: Path, name: str = "session file") -> SessionSt
         views=r.get("views", dict, {}),
         comparison_open=r.get("comparison_open", bool, False),
         graph=r.get("graph", dict, None),
+        compare_model_path=_load_path(r.field(r.section("compare_model"), "compare_model", "path", str), base),
     )
 
 
@@ -295,7 +305,10 @@ def _panel(r: _Reader, i: int, p: Any) -> PanelSpec:
     params, overlay = p.get("params", {}), p.get("overlay", {})
     if not isinstance(params, dict) or not isinstance(overlay, dict):
         r.fail(f"panels[{i}]", "an object whose params and overlay are objects")
-    return PanelSpec(method=p["method"], params=params, overlay=overlay)
+    model = p.get("model", "A")
+    if model not in ("A", "B"):
+        r.fail(f"panels[{i}].model", "\"A\" (the session's model) or \"B\" (the second model)")
+    return PanelSpec(method=p["method"], params=params, overlay=overlay, model=model)
 
 
 def _target_from_json(r: _Reader, value: Any) -> TargetSpec:
@@ -333,7 +346,8 @@ def missing_files(state: SessionState) -> list[str]:
     not prevent reopening the scan and its explanations.
     """
     problems = []
-    for role, value in (("Scan", state.scan_path), ("Model", state.model_path), ("Mask", state.mask_path)):
+    for role, value in (("Scan", state.scan_path), ("Model", state.model_path), ("Mask", state.mask_path),
+                        ("Model B", state.compare_model_path)):
         if value is not None and not Path(value).exists():
             problems.append(f"{role} not found: {value}")
     return problems

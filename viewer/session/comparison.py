@@ -111,7 +111,7 @@ class ComparisonMixin:
         ``perturbation_ready(i)``. False when the panel has no final result yet.
         """
         pid = self._pid(i)
-        result, ctx = self.result(i), self._ctx
+        result, ctx = self.result(i), self._panel_context(pid)[0]  # the model the panel explains
         if result is None or result.preview or ctx is None:
             return False
         key = ("perturbation", result.request, tuple(sorted(params.items())))

@@ -17,7 +17,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def _title_for(exc: BaseException, default: str) -> str:
+def failure_title(exc: BaseException, default: str) -> str:
     from viewer.models.errors import ModelLoadError
 
     return "This model cannot take this scan" if isinstance(exc, ModelLoadError) else default
@@ -65,7 +65,7 @@ class FailuresMixin:
                     return
                 self.prediction_error = message
             self.prediction_changed.emit()
-            self._report_once(_title_for(exc, "Prediction failed"), message)
+            self._report_once(failure_title(exc, "Prediction failed"), message)
             return
         kind, pid = slot if isinstance(slot, tuple) else (slot, None)
         if kind == "explain":
@@ -75,7 +75,7 @@ class FailuresMixin:
                 self._requests.pop(pid, None)  # a later identical request may try again
                 self._errors[pid] = message
             self._emit_index(self.busy, pid, False)
-            self._report_once(_title_for(exc, f"Explanation failed ({key[1].method})"), message)
+            self._report_once(failure_title(exc, f"Explanation failed ({key[1].method})"), message)
         elif kind == "preview":
             log.info("Grad-CAM preview failed: %s", message)  # LRP still follows
         else:

@@ -80,28 +80,35 @@ class OpeningMixin:
         :attr:`trust_prompt` says yes — the same decision for File → Open model, the
         command line and models named by session files.
         """
+        model = self._load_model_file(path, trust)
+        if model is None:
+            return False
+        self.set_model(model, path=str(Path(path).absolute()))
+        self.recent.add(path, "model")
+        return True
+
+    def _load_model_file(self, path: str | os.PathLike, trust: bool, what: str = "model") -> Any | None:
+        """The loaded model, or None after reporting why not: the one trust decision for
+        every model the session opens (the main model and the second one to compare)."""
         from viewer.models import ModelLoadError, load_model
         from viewer.models.errors import UntrustedModelError
 
         shown = str(Path(path).absolute())
         try:
             try:
-                model = load_model(path, trust=trust)
+                return load_model(path, trust=trust)
             except UntrustedModelError as exc:
                 prompt = self.trust_prompt
                 if trust or prompt is None or not prompt(shown, str(exc)):
-                    self._report("Model not opened: it needs your trust", f"{shown}\n\n{exc}")
-                    return False
-                model = load_model(path, trust=True)
+                    title = f"{what[:1].upper()}{what[1:]} not opened: it needs your trust"
+                    self._report(title, f"{shown}\n\n{exc}")
+                    return None
+                return load_model(path, trust=True)
         except ModelLoadError as exc:
-            self._report("Cannot open model", str(exc))
-            return False
+            self._report(f"Cannot open {what}", str(exc))
         except Exception as exc:  # noqa: BLE001
-            self._report("Cannot open model", f"{Path(path).name}: {type(exc).__name__}: {exc}")
-            return False
-        self.set_model(model, path=shown)
-        self.recent.add(path, "model")
-        return True
+            self._report(f"Cannot open {what}", f"{Path(path).name}: {type(exc).__name__}: {exc}")
+        return None
 
     def set_model(self, model: Any, path: str | None = None, keep_panels: bool = False) -> None:
         """Use a loaded model. LRP panels switch to the model's recommended preset, and

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from viewer.session.display import OverlaySettings
 
 MAX_PANELS = 4
+MODELS = ("A", "B")  # the session's model, and the second model opened to compare with
 # Grad-CAM's maps are meant to be read positive-only (the original method applies a ReLU);
 # the negative rim that upsampling leaves around the evidence misleads more than it tells.
 POSITIVE_ONLY_METHODS = ("gradcam", "gradcampp")
@@ -36,7 +37,9 @@ def with_method(state: "PanelState", method: str, params: Mapping[str, Any]) -> 
 
 @dataclass(frozen=True)
 class PanelState:
-    """``params`` are the method's keyword arguments (for LRP including ``preset``).
+    """``params`` are the method's keyword arguments (for LRP including ``preset``);
+    ``model`` is which model the panel explains: "A" (the session's model) or "B" (the
+    second model of :mod:`viewer.session.compare_model`).
 
     Frozen and with a read-only ``params`` mapping: the session replaces a panel's state
     whole, so a listener holding an old state never sees it change underneath.
@@ -45,9 +48,12 @@ class PanelState:
     method: str = "lrp"
     params: Mapping[str, Any] = field(default_factory=dict)
     overlay: OverlaySettings = field(default_factory=OverlaySettings)
+    model: str = "A"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+        if self.model not in MODELS:
+            raise ValueError(f"A panel explains model \"A\" or \"B\", not {self.model!r}.")
 
     def with_(self, **changes: Any) -> "PanelState":
         return dataclasses.replace(self, **changes)
@@ -57,4 +63,5 @@ class PanelState:
         return self.params.get("preset")
 
     def to_spec(self) -> dict[str, Any]:
-        return {"method": self.method, "params": dict(self.params), "overlay": self.overlay.to_dict()}
+        return {"method": self.method, "params": dict(self.params), "overlay": self.overlay.to_dict(),
+                "model": self.model}

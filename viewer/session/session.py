@@ -22,9 +22,11 @@ from viewer.session.cursor import Cursor
 from viewer.session.display import DEFAULT_PRESET, ViewSettings, WindowLevel
 from viewer.session.failures import FailuresMixin
 from viewer.session.graph import GraphMixin
+from viewer.session.graph_changes import GraphChangesMixin
 from viewer.session.histogram import Histogram, intensity_histogram
 from viewer.session.layers import LayersMixin
 from viewer.session.comparison import ComparisonMixin
+from viewer.session.compare_model import CompareModelMixin
 from viewer.session.jobs import JobRunner
 from viewer.session.opening import OpeningMixin
 from viewer.session.panels import PanelState
@@ -45,7 +47,8 @@ SIGNAL_NAMES = (
 )
 
 
-class Session(GraphMixin, OpeningMixin, SettingsMixin, ComparisonMixin, StateMixin, FailuresMixin, LayersMixin):
+class Session(GraphChangesMixin, CompareModelMixin, GraphMixin, OpeningMixin, SettingsMixin, ComparisonMixin,
+              StateMixin, FailuresMixin, LayersMixin):
     """Headless state of one viewer window (see /work/notes/SESSION_API.md).
 
     Parameters
@@ -115,9 +118,11 @@ class Session(GraphMixin, OpeningMixin, SettingsMixin, ComparisonMixin, StateMix
         self._collector: tuple[threading.Thread, list[str]] | None = None
         self._histogram: tuple[str, Histogram] | None = None
         self._init_comparison()
+        self._init_compare_model()
         self._init_failures()
         self._init_layers()
         self._init_graph()
+        self._init_graph_changes()
 
     # -- panels -------------------------------------------------------------------------
     @property
@@ -200,6 +205,7 @@ class Session(GraphMixin, OpeningMixin, SettingsMixin, ComparisonMixin, StateMix
             self._dirty = True
             return
         self._submit_predict()
+        self._submit_compare_predict()
         for pid in list(self._panel_ids):
             self._submit_panel(pid)
 
@@ -219,6 +225,7 @@ class Session(GraphMixin, OpeningMixin, SettingsMixin, ComparisonMixin, StateMix
         self._clear_metrics()
         if self.scan is not None and self.model is not None:
             self._ctx = compute.ModelContext(self.scan, self.model, self._scan_token, self._model_token)
+        self._rebuild_compare_context()
         self.prediction_changed.emit()
 
     def _new_token(self, kind: str) -> str:
@@ -238,7 +245,7 @@ class Session(GraphMixin, OpeningMixin, SettingsMixin, ComparisonMixin, StateMix
         self._runner.submit("predict", ("predict", req), lambda _p: compute.predict(ctx, req))
 
     def _request_for(self, pid: int) -> ExplainRequest | None:
-        ctx = self._ctx
+        ctx = self._panel_context(pid)[0]  # model A's, or B's for a panel on model B
         if ctx is None:
             return None
         panel = self._panel_states[self._panel_ids.index(pid)]
@@ -253,7 +260,7 @@ class Session(GraphMixin, OpeningMixin, SettingsMixin, ComparisonMixin, StateMix
         if self._defer:
             self._dirty = True
             return
-        ctx, req = self._ctx, self._request_for(pid)
+        (ctx, model), req = self._panel_context(pid), self._request_for(pid)
         if ctx is None or req is None:
             return
         slot = ("explain", pid)
@@ -267,10 +274,10 @@ class Session(GraphMixin, OpeningMixin, SettingsMixin, ComparisonMixin, StateMix
             self._errors.pop(pid, None)
         fn, mask = self._explain, self.mask
         key = ("explain", req)
-        structured = getattr(self.model, "structured", True)
+        structured = getattr(model, "structured", True)
         if (self.preview_enabled and req.method == "lrp" and structured
                 and self._runner.cached(key) is None):
-            layer = getattr(self.model, "gradcam_layer", None)
+            layer = getattr(model, "gradcam_layer", None)
             preq = req.with_(method="gradcam", params={"layer": layer} if layer else {})
             with self._lock:
                 self._preview_requests[pid] = preq
@@ -368,6 +375,7 @@ class Session(GraphMixin, OpeningMixin, SettingsMixin, ComparisonMixin, StateMix
         if self._ctx is not None:
             self._ctx.release()
         self._ctx = None
+        self._close_compare()
         with self._lock:
             self._results.clear()
         self.recent.changed.disconnect(self._recent_changed)

@@ -47,7 +47,7 @@ class StateMixin:
             series_uid=self.series_uid,
             model_path=self.model_path,
             mask_path=self.mask_path,
-            panels=tuple(PanelSpec(p.method, dict(p.params), p.overlay.to_dict()) for p in self._panel_states),
+            panels=tuple(PanelSpec(p.method, dict(p.params), p.overlay.to_dict(), p.model) for p in self._panel_states),
             target=_target_to_state(self.target),
             device=self.device,
             precision=self.precision,
@@ -56,6 +56,7 @@ class StateMixin:
             cursor=None if self.cursor is None else tuple(self.cursor.ijk),
             views={k: dict(v) for k, v in self.views.items()},
             comparison_open=self.comparison_open,
+            compare_model_path=self.compare_model_path,
         )
 
     def save_session(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -108,6 +109,13 @@ class StateMixin:
                 problems.append(f"Model not found: {state.model_path}")
             else:
                 self.open_model(state.model_path, trust=trust)
+        if state.compare_model_path is None:
+            self.clear_compare_model()  # the file's panels explain its models only
+        elif not Path(state.compare_model_path).exists():
+            problems.append(f"Model B not found: {state.compare_model_path}; its panels explain model A.")
+            self.clear_compare_model()
+        else:
+            self.open_compare_model(state.compare_model_path, trust=trust)
         if state.mask_path is not None:
             if not Path(state.mask_path).exists():
                 problems.append(f"Mask not found: {state.mask_path}")
@@ -125,7 +133,12 @@ class StateMixin:
             except (ValueError, TypeError) as exc:
                 problems.append(f"Panel {spec.method!r} not restored: {exc}")
                 continue
-            panels.append(PanelState(spec.method, dict(spec.params), overlay))
+            model = getattr(spec, "model", "A")
+            if model == "B" and self.compare_model is None:
+                model = "A"
+                if state.compare_model_path is not None and Path(state.compare_model_path).exists():
+                    problems.append(f"Panel {spec.method!r} explains model A: model B did not open.")
+            panels.append(PanelState(spec.method, dict(spec.params), overlay, model))
         if panels:
             self._replace_all_panels(panels)
         try:
