@@ -1,8 +1,9 @@
 """The comparison pane: two to four explanation methods side by side, plus their metrics.
 
-Each panel has its own method and colour limits (FSLeyes-style per-pane display state,
-held by the session per panel) but follows the shared cursor, and all panels' ViewBoxes
-are linked so zoom and pan move together. Below them: relevance mass accuracy and the
+Each panel has its own method, model (A, or the second model B when one is open) and
+colour limits (FSLeyes-style per-pane display state, held by the session per panel) but
+follows the shared cursor, and all panels' ViewBoxes are linked so zoom and pan move
+together. Below them: relevance mass accuracy and the
 pointing game when a mask is loaded, rank correlation between the panels' maps, and on
 request the perturbation curves of every panel in one plot.
 """
@@ -16,12 +17,20 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from viewer.io.view_geometry import VIEWS
+from viewer.session.graph_compute import NODE_METHOD
 from viewer.ui.colorbar import ColorBar, limit_title, overlay_lut
 from viewer.ui.comparison_metrics import MetricsRow
+from viewer.ui.dialogs import show_error
 from viewer.ui.profile_plot import release_plot_menus
 from viewer.ui.slice_view import SliceView
 
 MAX_PANELS = 4
+
+
+def node_choice(state: Any) -> tuple[str, str, dict[str, Any]]:
+    """A graph-node panel's entry: "node features.3 · 27" (several nodes joined by +)."""
+    nodes = [str(n).replace(":", " · ") for n in dict(state.params).get("nodes", ())]
+    return (("nodes " if len(nodes) > 1 else "node ") + " + ".join(nodes), state.method, dict(state.params))
 
 
 def method_choices(session: Any) -> list[tuple[str, str, dict[str, Any]]]:
@@ -39,13 +48,19 @@ def method_choices(session: Any) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 class ComparisonPanel(QtWidgets.QWidget):
-    """One method: a choice box, a slice view and its own colour bar."""
+    """One method: a title, choice boxes (method; model A or B), a slice view and its own colour bar."""
 
     def __init__(self, index: int, plane: str, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.index = index
         self.combo = QtWidgets.QComboBox()
         self.combo.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo = QtWidgets.QComboBox()  # shown while a model B is open
+        self.model_combo.addItems(["A", "B"])
+        self.model_combo.setToolTip("Which model this panel explains: A (File → Open model) or B "
+                                    "(File → Compare with model…)")
+        self.title = QtWidgets.QLabel("")
+        self.title.setStyleSheet("font-weight: bold")
         self.progress = QtWidgets.QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress.setTextVisible(False)
@@ -57,7 +72,12 @@ class ComparisonPanel(QtWidgets.QWidget):
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.setSpacing(2)
-        lay.addWidget(self.combo)
+        choose = QtWidgets.QHBoxLayout()
+        choose.setSpacing(2)
+        choose.addWidget(self.combo, 1)
+        choose.addWidget(self.model_combo)
+        lay.addWidget(self.title)
+        lay.addLayout(choose)
         lay.addWidget(self.progress)
         lay.addWidget(self.view, 1)
         lay.addWidget(self.colorbar)
@@ -77,7 +97,7 @@ class ComparisonPane(QtWidgets.QWidget):
         self.session = session
         self.plane = "axial"
         self.panels: list[ComparisonPanel] = []
-        self._choices: list[tuple[str, str, dict[str, Any]]] = []
+        self._choices: list[list[tuple[str, str, dict[str, Any]]]] = []  # per panel
         self._scan: Any = None
         self._radiological = True
         self._levels = (0.0, 1.0)
@@ -99,6 +119,9 @@ class ComparisonPane(QtWidgets.QWidget):
         bar = QtWidgets.QHBoxLayout()
         bar.addWidget(QtWidgets.QLabel("Plane:"))
         bar.addWidget(self.plane_combo)
+        self.models_label = QtWidgets.QLabel("")  # both models' predictions while a model B is open
+        self.models_label.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        bar.addWidget(self.models_label)
         bar.addStretch(1)
         bar.addWidget(self.add_button)
         bar.addWidget(self.remove_button)
@@ -158,15 +181,24 @@ class ComparisonPane(QtWidgets.QWidget):
             p.deleteLater()
         while len(self.panels) < len(states):
             self._make_panel(len(self.panels))
-        self._choices = method_choices(s) if s.model is not None else []
-        for p, state in zip(self.panels, states):
+        base = method_choices(s) if s.model is not None else []
+        self._choices = [base + ([node_choice(state)] if state.method == NODE_METHOD else []) for state in states]
+        two = getattr(s, "compare_model", None) is not None
+        for p, state, choices in zip(self.panels, states, self._choices):
             p.combo.blockSignals(True)
             p.combo.clear()
-            p.combo.addItems([c[0] for c in self._choices])
-            current = next((k for k, c in enumerate(self._choices)
-                            if c[1] == state.method and c[2].get("preset") == dict(state.params).get("preset")), -1)
+            p.combo.addItems([c[0] for c in choices])
+            current = next((k for k, c in enumerate(choices) if c[1] == state.method and (
+                c[2] == dict(state.params) if state.method == NODE_METHOD
+                else c[2].get("preset") == dict(state.params).get("preset"))), -1)
             p.combo.setCurrentIndex(current)
             p.combo.blockSignals(False)
+            p.model_combo.blockSignals(True)
+            p.model_combo.setCurrentIndex(1 if state.model == "B" else 0)
+            p.model_combo.blockSignals(False)
+            p.model_combo.setVisible(two)
+            p.title.setVisible(two)
+            p.title.setText(f"{p.index + 1}: {self.panel_name(p.index)}")
             self.refresh_display(p.index)
             self.refresh_result(p.index)
         if changed:
@@ -182,6 +214,7 @@ class ComparisonPane(QtWidgets.QWidget):
         v.windowDragged.connect(self.windowDragged)
         v.sliceStepped.connect(lambda step, view=v: self.sliceStepped.emit(view.orient.slice_axis, step))
         p.combo.currentIndexChanged.connect(lambda k, i=index: self._on_choice(i, k))
+        p.model_combo.currentIndexChanged.connect(lambda k, i=index: self._on_model_choice(i, k))
         if self.panels:
             v.vb.setXLink(self.panels[0].view.vb)
             v.vb.setYLink(self.panels[0].view.vb)
@@ -199,9 +232,18 @@ class ComparisonPane(QtWidgets.QWidget):
         self.hovered.emit(ijk)
 
     def _on_choice(self, i: int, k: int) -> None:
-        if 0 <= k < len(self._choices):
-            _label, method, params = self._choices[k]
-            self.session.set_panel_method(i, method, **params)
+        choices = self._choices[i] if i < len(self._choices) else []
+        if 0 <= k < len(choices):
+            _label, method, params = choices[k]
+            if method != NODE_METHOD:  # the node entry names the panel's own nodes: nothing to switch
+                self.session.set_panel_method(i, method, **params)
+
+    def _on_model_choice(self, i: int, k: int) -> None:
+        try:
+            self.session.set_panel_model(i, "B" if k == 1 else "A")
+        except ValueError as exc:  # e.g. model B hides the layers this method needs
+            show_error(self, "Cannot explain with this model", str(exc))
+            self.refresh_panels()
 
     # -- content ------------------------------------------------------------------------------
     def _setup_view(self, v: SliceView) -> None:
@@ -310,9 +352,17 @@ class ComparisonPane(QtWidgets.QWidget):
 
     # -- metrics ------------------------------------------------------------------------------
     def panel_name(self, k: int) -> str:
-        """The method a panel shows, as its choice box names it."""
+        """The method a panel shows, as its choice box names it (a graph-node panel: its nodes),
+        and while a model B is open, which model: "LRP ε+ · B: demo2d_shortcut_revised"."""
+        s = self.session
+        state = s.panels[k] if k < len(s.panels) else None
         text = self.panels[k].combo.currentText() if k < len(self.panels) else ""
-        return text or self.session.panels[k].method
+        if state is not None and state.method == NODE_METHOD:
+            text = node_choice(state)[0]
+        text = text or (state.method if state is not None else "")
+        if state is not None and getattr(s, "compare_model", None) is not None:
+            text += f" · {state.model}: {s.model_label(state.model)}"
+        return text
 
     def refresh_metrics(self) -> None:
         self.metrics.refresh_metrics(len(self.panels))

@@ -29,7 +29,7 @@ LABEL_BRUSH = QtGui.QBrush(QtGui.QColor(225, 225, 225))
 _FONT: list[QtGui.QFont] = []
 
 
-def _label_font() -> QtGui.QFont:
+def label_font() -> QtGui.QFont:
     """One 8 pt font for every label (made once, after the application exists)."""
     if not _FONT:
         font = QtGui.QFont()
@@ -153,7 +153,7 @@ class NodeItem(QtWidgets.QGraphicsEllipseItem):
         for line in text.split("\n"):  # each line centred under the node
             label = QtWidgets.QGraphicsSimpleTextItem(line, self)
             label.setBrush(LABEL_BRUSH)
-            label.setFont(_label_font())
+            label.setFont(label_font())
             box = label.boundingRect()
             label.setPos(-box.width() / 2, y)
             y += box.height()

@@ -16,6 +16,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from viewer.io import colormaps
 from viewer.ui.dialogs import show_error
+from viewer.ui.graph_changes import ChangesPanel
 from viewer.ui.graph_items import LABEL_H, LABEL_W, R_MAX, ROOT, NodeItem, Palette, edge_item, layout
 from viewer.ui.graph_panels import ExamplesPanel, NodePanel, WhatIfPanel
 
@@ -155,6 +156,9 @@ class GraphPane(QtWidgets.QWidget):
         self.tabs.addTab(self.node_panel, "Node")
         self.tabs.addTab(self.whatif_panel, "What if")
         self.tabs.addTab(self.examples_panel, "Reference examples")
+        self.changes_panel = ChangesPanel(session, lambda nid: self._guard("Select", lambda: session.select_graph_nodes(
+            [nid])))
+        self.tabs.addTab(self.changes_panel, "Changes vs B")
         self.tabs.currentChanged.connect(lambda _i: self._want_examples())
         split = QtWidgets.QSplitter()
         split.addWidget(self.view)
@@ -269,6 +273,7 @@ class GraphPane(QtWidgets.QWidget):
             return
         self._restyle()
         self.node_panel.refresh()
+        self.changes_panel.refresh()
         self.whatif_panel.refresh()
         self.examples_panel.refresh(self.cmap)
 
@@ -351,6 +356,7 @@ class GraphPane(QtWidgets.QWidget):
         selected, off = set(s.graph_selection), set(s.ablations)
         for nid, item in self.items.items():
             item.set_state(nid in selected, nid in off)
+        self.changes_panel.mark(self.items, Palette(self.cmap))  # Δshare vs model B, when asked for
 
     # -- export --------------------------------------------------------------------------------
     def _ask_export(self, kind: str) -> None:

@@ -19,6 +19,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from pyqtgraph.dockarea import Dock, DockArea
 
 from viewer.ui.bridge import SessionBridge
+from viewer.ui.compare_model import CompareModelFeature
 from viewer.ui.comparison import ComparisonPane
 from viewer.ui.dialogs import ShortcutsDialog
 from viewer.ui.dispatch import Dispatcher
@@ -119,6 +120,7 @@ class MainWindow(ScreenSyncMixin, QtWidgets.QMainWindow):
             self.bridge.connect_queued(name, self.dispatch.guard(name, handler))
         rebuild_recent(self)
         self.graph = GraphFeature(self)  # after the handlers above: its overlay is drawn after theirs
+        self.compare_model = CompareModelFeature(self)  # File → Compare with model… (a second model B)
         self.dispatch.run("start-up", self.sync_all)
 
     # -- screen → session --------------------------------------------------------------------
@@ -228,6 +230,7 @@ class MainWindow(ScreenSyncMixin, QtWidgets.QMainWindow):
         self._closed = True
         self.explain_panel.flush()
         self.graph.shutdown()
+        self.compare_model.shutdown()
         self.bridge.detach()
         for view in self.findChildren(pg.GraphicsView):
             release_plot_menus(view)
