@@ -21,6 +21,7 @@ from viewer.explain import explain, lrp
 from viewer.explain.graph import channel_relevance
 from viewer.io import load_scan
 from viewer.models import load_model
+from viewer.ui.graph_changes import NOT_IN_GRAPH
 from viewer.ui.slice_view import plane
 from viewer.ui.trust_dialog import OPEN_ANYWAY
 
@@ -183,9 +184,10 @@ def test_the_graph_lists_the_nodes_that_changed_most_vs_b(qtbot: Any, make_main_
     rows = sorted(((f"{layer}:{c}", float(shares[1][layer][c] - shares[0][layer][c])) for layer in graph.layers
                    for c in range(len(shares[0][layer]))), key=lambda r: -abs(r[1]))[:10]
     in_graph = {n.id for n in graph.nodes}
-    table = [panel.table.item(r, 0).text() for r in range(10)]
-    assert table == [nid.replace(":", " · ") + ("" if nid in in_graph else "  (not in graph)") for nid, _ in rows]
-    assert [panel.table.item(r, 3).text() for r in range(10)] == [f"Δ {100 * d:+.1f} pp" for _, d in rows]
+    assert [panel.table.item(r, 0).text() for r in range(10)] == [nid.replace(":", " · ") for nid, _ in rows]
+    assert [panel.table.item(r, 3).text() for r in range(10)] == [f"{100 * d:+.1f}" for _, d in rows]
+    grey = [panel.table.item(r, 0).foreground().color() == NOT_IN_GRAPH for r in range(10)]
+    assert grey == [nid not in in_graph for nid, _ in rows] and any(grey) and not all(grey)
     # every drawn feature node carries its Δ; the most changed ones in the graph are outlined
     for n in graph.nodes[1:]:
         delta = float(shares[1][n.layer][n.channel] - shares[0][n.layer][n.channel])
@@ -217,3 +219,20 @@ def test_a_graph_node_panel_is_named_by_its_node(qtbot: Any, make_main_window: A
     assert pane.panels[index].combo.currentText() == one and pane.panels[both].combo.currentText() == two
     names = [pane.metrics_table.item(r, 0).text() for r in range(pane.metrics_table.rowCount())]
     assert names[index] == f"{index + 1}: {one}" and names[both] == f"{both + 1}: {two}"
+
+
+def test_a_session_saved_with_two_models_reopens_on_the_comparison(qtbot: Any, make_main_window: Any, revised: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    w = two_models(qtbot, make_main_window, revised, monkeypatch)
+    maps = [w.session.result(i).on_scan for i in range(2)]
+    path = w.session.save_session(tmp_path / "two.lrpv")
+    other = make_main_window()
+    assert other.files.open_session(str(path))
+    wait_final(qtbot, other, panel=1)
+    s, pane = other.session, other.comparison
+    assert s.compare_model_path == str(revised) and [p.model for p in s.panels] == ["A", "B"]
+    assert pane.isVisible() and not other.views.isVisible()  # the comparison is in front, as it was saved
+    assert [p.model_combo.currentText() for p in pane.panels] == ["A", "B"]
+    for i in range(2):
+        assert_panel_shows(other, i, maps[i])

@@ -17,6 +17,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from viewer.ui.graph_items import LABEL_BRUSH, Palette, label_font
 
 OUTLINE_WIDTH = 3.0
+NOT_IN_GRAPH = QtGui.QColor(140, 140, 140)
 
 
 def delta_text(delta: float) -> str:
@@ -37,11 +38,17 @@ class ChangesPanel(QtWidgets.QWidget):
         self.status = QtWidgets.QLabel("")
         self.status.setWordWrap(True)
         self.table = QtWidgets.QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["Node", "Share A", "Share B", "Δ share"])
+        self.table.setHorizontalHeaderLabels(["Node", "A %", "B %", "Δ pp"])
+        for c, tip in enumerate(("Layer · channel (grey: not in the drawn graph)", "Share of the layer's |relevance| "
+                                 "in model A, %", "Share in model B, %", "Change from A to B, percentage points")):
+            self.table.horizontalHeaderItem(c).setToolTip(tip)
         self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(False)
         self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
         self.table.cellClicked.connect(self._on_row)
         lay = QtWidgets.QVBoxLayout(self)
         lay.addWidget(self.enable_box)
@@ -93,10 +100,14 @@ class ChangesPanel(QtWidgets.QWidget):
         in_graph = set(graph.maps) if graph is not None else set()
         self.table.setRowCount(len(self.shown))
         for r, row in enumerate(self.shown):
-            node = row.nid.replace(":", " · ") + ("" if row.nid in in_graph else "  (not in graph)")
-            cells = (node, f"{100 * row.share_a:+.2f} %", f"{100 * row.share_b:+.2f} %", delta_text(row.delta))
+            cells = (row.nid.replace(":", " · "), f"{100 * row.share_a:+.2f}", f"{100 * row.share_b:+.2f}",
+                     f"{100 * row.delta:+.1f}")
             for c, text in enumerate(cells):
-                self.table.setItem(r, c, QtWidgets.QTableWidgetItem(text))
+                item = QtWidgets.QTableWidgetItem(text)
+                if row.nid not in in_graph:
+                    item.setForeground(QtGui.QBrush(NOT_IN_GRAPH))
+                    item.setToolTip(f"{row.nid} is not in the drawn graph (it is among the layer's other channels)")
+                self.table.setItem(r, c, item)
 
     def mark(self, items: Mapping[str, Any], palette: Palette) -> None:
         """Δ labels on the drawn nodes and dashed outlines on the most changed ones (none

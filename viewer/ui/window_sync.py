@@ -136,6 +136,8 @@ class ScreenSyncMixin:
     def _on_panels(self) -> None:
         self.explain_panel.refresh()
         self.comparison.refresh_panels()
+        if self.session.comparison_open:  # e.g. a restored session that was saved with the comparison shown
+            self.comparison_dock.raiseDock()
         for i in range(len(self.session.panels)):
             self._on_display(i)
         self.overlay_panel.layers.refresh()
