@@ -268,3 +268,33 @@ def test_12_bit_stored_values_with_garbage_high_bits(tmp_path, signed):
     np.testing.assert_array_equal(expected[:2, :2], first)
     scan = load_scan(tmp_path / "s")
     np.testing.assert_array_equal(scan.data[::-1, ::-1, 0].T, expected)
+
+
+def _stamp(paths, number, time) -> None:
+    """Give written files a SeriesNumber and SeriesTime (the writer leaves them out)."""
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        if number is not None:
+            ds.SeriesNumber = number
+        if time is not None:
+            ds.SeriesTime = time
+        ds.save_as(p, enforce_file_format=True)
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR TM")  # pydicom, when the test writes the bad time
+def test_series_number_and_time_describe_each_series_and_never_patient_fields(tmp_path):
+    from dicom_writer import BIRTH_DATE, INSTITUTION, PATIENT_ID, PATIENT_NAME
+
+    _stamp(write_series(tmp_path / "a", volume(5, seed=5), axial_positions(5), series_uid="1.2.3.4.100"), 3,
+           "101503.25")
+    _stamp(write_series(tmp_path / "b", volume(3, seed=6), axial_positions(3), series_uid="1.2.3.4.200"), 7,
+           "142233")
+    _stamp(write_series(tmp_path / "c", volume(2, seed=7), axial_positions(2), series_uid="1.2.3.4.300"), None,
+           "not a time")
+    scan = load_scan(tmp_path)
+    assert scan.meta["series_number"] == 3 and scan.meta["series_time"] == "101503.25"  # the opened one
+    b, c = scan.meta["other_series"]
+    assert (b["series_number"], b["series_time"]) == (7, "142233")
+    assert (c["series_number"], c["series_time"]) == (None, None)  # absent / malformed: left out, not guessed
+    text = repr(scan.meta)
+    assert not any(v in text for v in (PATIENT_NAME, PATIENT_ID, BIRTH_DATE, INSTITUTION))

@@ -68,10 +68,14 @@ class Group:
         return sum(i.frames for i in self.images)
 
     def describe(self) -> dict[str, Any]:
+        """What tells this group apart from the folder's others; technical fields only (the
+        series number and time of day help a user recognise a series, never a patient)."""
         ds = self.images[0].ds
         return {
             "uid": self.uid,
             "series_instance_uid": self.series_uid,
+            "series_number": _series_number(ds),
+            "series_time": _series_time(ds),
             "description": str(ds.get("SeriesDescription") or ""),
             "modality": str(ds.get("Modality") or "OT"),
             "images": self.size,
@@ -79,6 +83,20 @@ class Group:
             "columns": int(ds.get("Columns") or 0),
             "path": str(self.images[0].path),
         }
+
+
+def _series_number(ds: Dataset) -> int | None:
+    """SeriesNumber (IS) as a whole number; None when absent or not a number."""
+    try:
+        return int(ds.get("SeriesNumber"))
+    except (TypeError, ValueError):
+        return None
+
+
+def _series_time(ds: Dataset) -> str | None:
+    """SeriesTime (TM, "HHMMSS.FFFFFF") as written, or None; the time of day only, no date."""
+    value = str(ds.get("SeriesTime") or "").strip()
+    return value if value.split(".")[0].isdigit() and len(value) >= 2 else None
 
 
 @dataclass
@@ -241,6 +259,8 @@ def _load_folder(folder: Path, series: str | None) -> Scan:
         "skipped_non_image": dict(found.no_image),
         "other_series": [g.describe() for g in ranked if g is not chosen],
         "series": chosen.uid,
+        "series_number": _series_number(chosen.images[0].ds),
+        "series_time": _series_time(chosen.images[0].ds),
         "files": len(chosen.images),
     }
     first = chosen.images[0]
