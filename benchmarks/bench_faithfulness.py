@@ -1,7 +1,7 @@
 """Faithfulness of every LRP preset and of other methods, by region perturbation, on
 small models of five families trained on 2D slices of the demo task.
 
-    python benchmarks/bench_faithfulness.py [--cases 60] [--test-cases 16] [--slices 40]
+    python benchmarks/bench_faithfulness.py [--cases 150] [--test-cases 16] [--slices 40]
                                             [--families resnet,densenet,effnet,vit,swin] [--no-lxt]
 
 Data: axial slices (48×56, the demo 2D model's input) of synthetic lesion cases from
@@ -16,8 +16,9 @@ separately (as the demo model does), the ViT reads its class token. Each is trai
 cases).
 
 Score: for test slices that show a lesion and are classified correctly, the true
-class logit is explained; patches of 4×4 pixels are replaced by the slice mean in
-order of decreasing relevance (MoRF) and of increasing relevance (LeRF); ABPC is the
+class logit is explained; patches of 4×4 pixels are set to zero (the background of
+these slices; ``--value blur`` or ``mean`` instead) in order of decreasing relevance
+(MoRF) and of increasing relevance (LeRF); ABPC is the
 mean over the steps of LeRF − MoRF (higher: the map ranks regions by their effect on
 the logit). Methods: every LRP preset, Grad-CAM (ResNet/DenseNet/EfficientNet),
 integrated gradients (32 steps, zero baseline), gradient × input, a random map and,
@@ -339,25 +340,27 @@ def lxt_worker(job: str) -> None:
     torch.save(torch.cat(rel), Path(job).with_name("maps.pt"))
 
 
-def abpc(model: nn.Module, x: torch.Tensor, rel: torch.Tensor, targets: list[int]) -> float:
+def abpc(model: nn.Module, x: torch.Tensor, rel: torch.Tensor, targets: list[int], value: str = "zero") -> float:
     from viewer.explain.metrics.perturbation import perturbation_curve
 
     scores = []
     for i, t in enumerate(targets):
         xi, ri = x[i : i + 1], rel[i : i + 1]
-        morf = perturbation_curve(model, xi, ri, t, patch=4, steps=28, value="mean").morf
-        lerf = perturbation_curve(model, xi, -ri, t, patch=4, steps=28, value="mean").morf
+        morf = perturbation_curve(model, xi, ri, t, patch=4, steps=28, value=value, sigma=3.0).morf
+        lerf = perturbation_curve(model, xi, -ri, t, patch=4, steps=28, value=value, sigma=3.0).morf
         scores.append(float(np.mean(lerf - morf)))
     return float(np.mean(scores))
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", type=int, default=60, help="training volumes (each gives ~15 slices)")
+    ap.add_argument("--cases", type=int, default=150, help="training volumes (each gives ~11 slices)")
     ap.add_argument("--test-cases", type=int, default=16)
     ap.add_argument("--slices", type=int, default=40, help="test slices explained per family")
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--no-lxt", action="store_true")
+    ap.add_argument("--value", default="zero", help="what replaces a removed patch: zero (background), blur "
+                    "(σ 3 px), mean")
     ap.add_argument("--lxt-worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.lxt_worker:
@@ -380,7 +383,7 @@ def main(argv=None) -> None:
             lx = lxt_maps(model, xs, targets)
             if lx is not None:
                 found["lxt AttnLRP"] = lx
-        table[family] = {name: abpc(model, xs, rel, targets) for name, rel in found.items()}
+        table[family] = {name: abpc(model, xs, rel, targets, args.value) for name, rel in found.items()}
         print(f"{family}: {len(pick)} slices scored ({time.perf_counter() - t0:.0f} s)", flush=True)
     methods = list(dict.fromkeys(m for row in table.values() for m in row))
     print(f"\nABPC (LeRF − MoRF, logit; higher is better), mean over correctly classified lesion slices")
