@@ -5,6 +5,7 @@ and graph-node panels named by their nodes. Maps and shares are checked against 
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 from pathlib import Path
@@ -82,7 +83,7 @@ def two_models(qtbot: Any, make_main_window: Any, revised: Path, monkeypatch: py
 
 
 def test_ctrl_shift_m_explains_model_b_beside_a_and_the_ab_box_switches_from_the_cache(
-        qtbot: Any, make_main_window: Any, revised: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        qtbot: Any, make_main_window: Any, revised: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     counting = Counting()
     w = two_models(qtbot, make_main_window, revised, monkeypatch, explain_fn=counting, preview=False)
     s, pane = w.session, w.comparison
@@ -115,6 +116,13 @@ def test_ctrl_shift_m_explains_model_b_beside_a_and_the_ab_box_switches_from_the
         assert s.panels[1].model == choice
         assert_panel_shows(w, 1, expected)
     assert len(counting.calls) == calls
+    # File → Export → Metrics says which model each row explains
+    b.model_combo.setCurrentIndex(1)
+    wait_final(qtbot, w, panel=1)
+    w.files.export_metrics(str(tmp_path / "metrics.json"))
+    rows = json.loads((tmp_path / "metrics.json").read_text())
+    assert [(r["model"], r["model_name"]) for r in rows] == [("A", "demo2d_shortcut"), ("B", "demo2d_shortcut_revised")]
+    assert rows[1]["explained"] == pytest.approx(s.result(1).relevance.explained)
     # closing model B hides the boxes and returns the panel to A
     w.actions_["close_compare_model"].trigger()
     settle(qtbot, 100)

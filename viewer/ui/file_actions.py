@@ -203,6 +203,8 @@ class FileActions:
         for i, panel in enumerate(s.panels):
             res = s.result(i)
             row: dict[str, Any] = {"panel": i, "method": panel.method, "preset": dict(panel.params).get("preset")}
+            if getattr(s, "compare_model", None) is not None:  # two models: say which one each row explains
+                row.update(model=panel.model, model_name=s.model_label(panel.model))
             if res is not None:
                 row.update({k: v for k, v in res.relevance.summary().items() if k not in ("method", "preset")})
             per = metrics.per_panel[i] if metrics is not None and i < len(metrics.per_panel) else None
