@@ -14,6 +14,7 @@ os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 import pyqtgraph as pg  # noqa: E402
 from PySide6 import QtGui, QtWidgets  # noqa: E402
 
+from viewer.ui import gui_gc  # noqa: E402
 from viewer.ui.app_icon import apply_app_icon  # noqa: E402
 
 APP_NAME = "lrp-viewer"
@@ -53,4 +54,5 @@ def make_app(argv: list[str] | None = None) -> QtWidgets.QApplication:
     app.setOrganizationName(APP_NAME)
     apply_app_icon(app)  # every window and dialog; Wayland matches the desktop entry by name
     pg.setConfigOptions(antialias=False, background="k", foreground="#ccc")
+    gui_gc.install(app)  # cycles holding Qt objects are freed on this thread, never the worker's
     return app  # type: ignore[return-value]

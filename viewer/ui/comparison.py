@@ -177,7 +177,7 @@ class ComparisonPane(QtWidgets.QWidget):
             p = self.panels.pop()
             release_plot_menus(p.colorbar)
             self.row.removeWidget(p)
-            p.setParent(None)
+            p.hide()  # the pane keeps owning it until Qt deletes it on this (GUI) thread
             p.deleteLater()
         while len(self.panels) < len(states):
             self._make_panel(len(self.panels))

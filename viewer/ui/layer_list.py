@@ -71,7 +71,7 @@ class LayerList(QtWidgets.QGroupBox):
         if [r.key for r in self.rows] != [layer.key for layer in layers]:
             for row in self.rows:
                 self._rows_box.removeWidget(row)
-                row.setParent(None)
+                row.hide()  # still owned by the list until Qt deletes it on this (GUI) thread
                 row.deleteLater()
             self.rows = []
             for layer in layers:

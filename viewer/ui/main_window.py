@@ -18,6 +18,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 from pyqtgraph.dockarea import Dock, DockArea
 
+from viewer.ui import gui_gc
 from viewer.ui.bridge import SessionBridge
 from viewer.ui.compare_model import CompareModelFeature
 from viewer.ui.comparison import ComparisonPane
@@ -42,6 +43,7 @@ class MainWindow(ScreenSyncMixin, QtWidgets.QMainWindow):
 
     def __init__(self, session: Any, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
+        gui_gc.install()  # also when the QApplication was not made by make_app (tests, embedding)
         self.session = session
         self.setWindowTitle(APP_NAME)
         self.setAcceptDrops(True)
