@@ -205,10 +205,15 @@ class AffineOp:
 _ONEDNN = hasattr(torch, "mkldnn_convolution") and torch.backends.mkldnn.is_available()
 
 
+def _eps_like(z: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.tensor(eps, dtype=z.dtype, device=z.device)
+
+
 def stabilize(z: torch.Tensor, eps: float) -> torch.Tensor:
     """Push ``z`` away from zero by ``eps`` in the direction of its sign (+0 counts as
-    positive; three in-place passes, this runs once per layer in the backward)."""
-    return z.abs().add_(eps).copysign_(z)
+    positive): ``z + copysign(eps, z)``, bit for bit ``copysign(|z| + eps, z)``, in
+    two passes (this runs once per layer in the backward)."""
+    return torch.copysign(_eps_like(z, eps), z).add_(z)
 
 
 def divide(r: torch.Tensor, z: torch.Tensor, eps: float) -> torch.Tensor:
@@ -216,7 +221,7 @@ def divide(r: torch.Tensor, z: torch.Tensor, eps: float) -> torch.Tensor:
     faults, so the backward reuses buffers where it can)."""
     if r.shape != z.shape or r.dtype != z.dtype:
         return r / stabilize(z, eps)
-    out = z.abs().add_(eps).copysign_(z)
+    out = stabilize(z, eps)
     return torch.div(r, out, out=out)
 
 

@@ -16,6 +16,8 @@ per layer); per batch row figures are kept while every tensor is batch-major.
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,9 @@ def _sum(t: Tensor) -> Tensor:
     return t.sum().double()
 
 
+_SUMS_KEPT = 8  # relevance tensors whose sums are remembered (see Book._sum)
+
+
 class Book:
     """Collects one entry per operation and backward call."""
 
@@ -54,35 +59,61 @@ class Book:
         self.entries: list[tuple[Site, Tensor, Tensor, Tensor | None, Tensor | None]] = []
         self.rows: list[Tensor] | None = []
         self.batch = 0
+        self._sums: OrderedDict[int, tuple[weakref.ref, int, Tensor, Tensor | None]] = OrderedDict()
 
     def reset(self, batch: int = 0) -> None:
         self.entries = []
         self.rows = [] if batch > 1 else None
         self.batch = batch
+        self._sums.clear()
 
     # -- recording ------------------------------------------------------------------------------
-    def _row_sums(self, t: Tensor) -> Tensor | None:
-        if self.rows is None or t.dim() == 0 or t.shape[0] != self.batch:
-            self.rows = None
-            return None
-        return t.reshape(self.batch, -1).sum(1, dtype=torch.float64)
+    def _sum(self, t: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Sum of a relevance tensor and its per-row sums (None when they cannot be split).
+
+        The relevance one operation passes on is, unchanged, what the next one down
+        receives (an activation hands it through as it is), so both would sum the
+        same tensor: the sums of the last few tensors are remembered by identity and
+        version, which halves the ledger's passes over the activations."""
+        key = id(t)
+        hit = self._sums.get(key)
+        if hit is not None and hit[0]() is t and hit[1] == t._version:
+            return hit[2], hit[3]
+        total = _sum(t)
+        rows = None
+        if self.rows is not None and t.dim() > 0 and t.shape[0] == self.batch:
+            rows = t.reshape(self.batch, -1).sum(1, dtype=torch.float64)
+        try:
+            self._sums[key] = (weakref.ref(t), t._version, total, rows)
+        except TypeError:
+            return total, rows
+        if len(self._sums) > _SUMS_KEPT:
+            self._sums.popitem(last=False)
+        return total, rows
 
     def absorb(self, site: Site, received: Tensor, *passed: Tensor | None,
-               bias: Tensor | None = None, den: Tensor | None = None) -> None:
+               bias: Tensor | None = None, den: Tensor | None = None, stab: Tensor | None = None) -> None:
         """``received`` relevance of the output, ``passed`` relevances of the inputs.
 
-        A rule with a closed form gives ``den``, what it would pass on without its
-        stabiliser (Σ R/(z ± ε) · z), and ``bias``, the part of that which belongs to
-        constant terms; the stabiliser's share is then ``received - den``."""
-        got = _sum(received)
-        stab = None if den is None else got - den.double()
+        A rule with a closed form gives ``bias``, the share of constant terms, and
+        either ``stab``, the stabiliser's share, or ``den``, what it would pass on
+        without its stabiliser (Σ R/(z ± ε) · z; the stabiliser's share is then
+        ``received - den``)."""
+        got, rows = self._sum(received)
+        if stab is None and den is not None:
+            stab = got - den.double()
+        elif stab is not None:
+            stab = stab.double()
         out = torch.zeros((), dtype=torch.float64, device=got.device)
-        rows = self._row_sums(received)
+        if rows is None:
+            self.rows = None
         for p in passed:
             if p is not None:
-                out = out + _sum(p)
+                total, r = self._sum(p)
+                out = out + total
                 if rows is not None:
-                    r = self._row_sums(p)
+                    if r is None:
+                        self.rows = None
                     rows = None if r is None else rows - r
         self.entries.append((site, got, out, bias, stab))
         if rows is not None and self.rows is not None:
@@ -90,10 +121,11 @@ class Book:
 
     def absorb_constant(self, site: Site, part: Tensor) -> None:
         """Relevance that lands on a constant (a class token concatenated to the input)."""
-        got = _sum(part)
+        got, rows = self._sum(part)
         self.entries.append((site, got, torch.zeros_like(got), got, torch.zeros_like(got)))
-        rows = self._row_sums(part)
-        if rows is not None and self.rows is not None:
+        if rows is None:
+            self.rows = None
+        elif self.rows is not None:
             self.rows.append(rows)
 
     # -- reading ------------------------------------------------------------------------------

@@ -152,8 +152,8 @@ class AffineFn(Function):
             w = derived(w, ("rounded", ctx.low, r.dtype), lambda: ctx.w.to(ctx.low).to(r.dtype))
             b = None if b is None else b.to(ctx.low).to(r.dtype)
         r_in = ctx.rule.backward(ctx.op, saved, w, b, r, shares)
-        bias, den = shares[0] if shares else (None, None)
-        ctx.book.absorb(ctx.site, r, r_in, bias=bias, den=den)
+        bias, den, stab = shares[0] if shares else (None, None, None)
+        ctx.book.absorb(ctx.site, r, r_in, bias=bias, den=den, stab=stab)
         return result(r_in, r), None, None, None, None, None, None
 
 
@@ -213,22 +213,31 @@ class LinearNormFn(Function):
 
 class SumFn(Function):
     """``a + s·b`` of two activations (residual connections): each operand gets
-    relevance in proportion to its contribution (the ε-rule for sums)."""
+    relevance in proportion to its contribution (the ε-rule for sums).
+
+    The sum is not kept but formed again in the backward from the saved operands
+    (one cheap pass): a ReLU applied to it in place would otherwise need a copy."""
 
     @staticmethod
     def forward(ctx, a, b, sign: float, eps: float, book: Book, site: Site):
-        out = own(a + sign * b, a, b)
-        _save(ctx, out, a, b, out)
+        out = own(torch.add(a, b, alpha=sign), a, b)
+        ctx.save_for_backward(a, b)
         ctx.sign, ctx.eps, ctx.book, ctx.site = sign, eps, book, site
         return out
 
     @staticmethod
     def backward(ctx, r):
-        a, b, y = _saved(ctx, r.dtype)
+        a, b = (upcast(t, r.dtype) for t in ctx.saved_tensors)
+        y = torch.add(a, b, alpha=ctx.sign)
         g = divide(r, y, ctx.eps)
-        ra = _reduce_to(a * g, a.shape)
-        rb = _reduce_to(ctx.sign * b * g, b.shape)
         den = dot(g, y)
+        if y.shape == a.shape and y.dtype == a.dtype:
+            ra = torch.mul(a, g, out=y)  # y's buffer is free now
+        else:
+            ra = _reduce_to(a * g, a.shape)
+        rb = g.mul_(b) if g.shape == b.shape and g.dtype == b.dtype else _reduce_to(b * g, b.shape)
+        if ctx.sign != 1.0:
+            rb = rb.mul_(ctx.sign)
         ctx.book.absorb(ctx.site, r, ra, rb, bias=den.new_zeros(()), den=den)
         return ra, rb, None, None, None, None
 

@@ -49,18 +49,24 @@ def dot(a: Tensor, b: Tensor) -> Tensor:
     return torch.dot(a.reshape(-1), b.reshape(-1)).double()
 
 
+def channel_sums(op: AffineOp, g: Tensor) -> Tensor:
+    """Σ of ``g`` over everything but the layer's output channels."""
+    dims = tuple(i for i in range(g.dim()) if i != (g.dim() - 1 if op.kind == "linear" else 1))
+    return g.sum(dims)
+
+
 def bias_share(op: AffineOp, g: Tensor, b: Tensor | None) -> Tensor:
     """Σ g·b with the bias broadcast like the layer adds it (per output channel)."""
     if b is None:
         return g.new_zeros((), dtype=torch.float64)
-    dims = tuple(i for i in range(g.dim()) if i != (g.dim() - 1 if op.kind == "linear" else 1))
-    return dot(g.sum(dims), b)
+    return dot(channel_sums(op, g), b)
 
 
-def report(shares: list | None, bias: Tensor, den: Tensor) -> None:
-    """Hand a rule's closed-form shares to the ledger (see ``ledger.Book.absorb``)."""
+def report(shares: list | None, bias: Tensor, den: Tensor | None = None, stab: Tensor | None = None) -> None:
+    """Hand a rule's closed-form shares to the ledger (see ``ledger.Book.absorb``):
+    the bias's share and either ``den`` or the stabiliser's share ``stab``."""
     if shares is not None:
-        shares.append((bias, den))
+        shares.append((bias, den, stab))
 
 
 def mark_nonneg(t: Tensor) -> Tensor:
@@ -130,12 +136,24 @@ class ZPlus(Rule):
         y = op.forward(x, w, b)
         if _nonneg(x):
             z = op.forward(x, _wpos(w), _pos(b))
+            if z.dtype in (torch.float32, torch.float64):
+                # z ≥ 0 (x, W⁺ and b⁺ are): its stabilised form is z + ε, made once
+                # here in place, so the backward divides in one pass
+                return y, (x, z.add_(self.stabilizer), "stabilised")
             return y, (x, z, True)
         z = op.forward(x.clamp(min=0), _wpos(w), _pos(b)) + op.forward(x.clamp(max=0), _wneg(w), None)
         return y, (x, z, False)
 
     def backward(self, op, saved, w, b, r, shares=None):
         x, z, nonneg = saved
+        if nonneg == "stabilised":
+            g = r / z
+            if shares is not None:
+                # Σ g·(z + ε) = Σ r: the stabiliser took ε·Σg, the bias Σ g·b⁺
+                sums = channel_sums(op, g)
+                bias = g.new_zeros((), dtype=torch.float64) if b is None else dot(sums, _pos(b))
+                report(shares, bias, stab=sums.sum(dtype=torch.float64) * self.stabilizer)
+            return op.vjp(g, _wpos(w), x).mul_(x)
         g = divide(r, z, self.stabilizer)
         if shares is not None:
             report(shares, bias_share(op, g, _pos(b)), dot(g, z))
@@ -224,9 +242,20 @@ class Gamma(Rule):
             # without a separate mask (r / ∞ = 0).
             bp = None if b is None else b + self.gamma * b.clamp(min=0)
             zpos = op.forward(x, self._wp(w), bp)
-            den = torch.where(y > 0, zpos, y.mul(2 + self.gamma).sub_(zpos))
-            den.masked_fill_(y == 0, float("inf"))
-            return y, (x, den, None, True)
+            zero = y == 0
+            if zpos.dtype in (torch.float32, torch.float64):
+                # stabilised here, once: z⁺ ≥ y > 0 where y > 0 and the other one is
+                # negative where y < 0, so ±ε follows the sign of y
+                neg = y.mul(2 + self.gamma).sub_(zpos).sub_(self.stabilizer)
+                den = torch.where(y > 0, zpos.add_(self.stabilizer), neg, out=neg)
+                flag = "stabilised"
+            else:
+                den = torch.where(y > 0, zpos, y.mul(2 + self.gamma).sub_(zpos))
+                flag = True
+            any_zero = bool(zero.any())
+            if any_zero:
+                den.masked_fill_(zero, float("inf"))
+            return y, (x, den, any_zero, flag)
         wp, wn, bp, bn = self._weights(w, b)
         xp, xn = x.clamp(min=0), x.clamp(max=0)
         zpos = op.forward(xp, wp, bp) + op.forward(xn, wn, None)
@@ -235,6 +264,8 @@ class Gamma(Rule):
 
     def backward(self, op, saved, w, b, r, shares=None):
         x, first, second, flag = saved
+        if flag == "stabilised":
+            return self._backward_stabilised(op, x, first, second, w, b, r, shares)
         if flag is True:
             # x ≥ 0: one transposed map per weight variant, and the W+γW⁻ one only
             # when some relevance arrives at negative outputs (often none does, e.g.
@@ -266,6 +297,34 @@ class Gamma(Rule):
             report(shares, bias, dot(a, first) + dot(c, second))
         xp, xn = x.clamp(min=0), x.clamp(max=0)
         return xp * (op.vjp(a, wp, x) + op.vjp(c, wn, x)) + xn * (op.vjp(a, wn, x) + op.vjp(c, wp, x))
+
+    def _backward_stabilised(self, op, x, den, any_zero, w, b, r, shares):
+        """x ≥ 0 with the denominator stabilised in the forward: one division, and
+        the ledger's closed forms from per-channel sums of the quotient."""
+        s = r / den
+        neg = torch.where(den < 0, s, 0.0)
+        has_neg = bool(neg.any())
+        if shares is not None:
+            pos_sums = channel_sums(op, s)
+            neg_sums = channel_sums(op, neg) if has_neg else None
+            total = pos_sums.sum(dtype=torch.float64)
+            neg_total = neg_sums.sum(dtype=torch.float64) if has_neg else 0.0
+            # s·(den ∓ ε) = r ∓ ε·s: the stabiliser took ε·(Σ s where den > 0 − Σ s where den < 0),
+            # and all the relevance of outputs with y = 0 (infinite denominator)
+            stab = (total - 2 * neg_total) * self.stabilizer
+            if any_zero:
+                stab = stab + torch.where(torch.isinf(den), r, 0.0).sum(dtype=torch.float64)
+            bias = s.new_zeros((), dtype=torch.float64)
+            if b is not None:  # b + γb⁺ where the output is positive, b + γb⁻ where negative
+                bp, bn = b + self.gamma * b.clamp(min=0), b + self.gamma * b.clamp(max=0)
+                bias = dot(pos_sums, bp)
+                if has_neg:
+                    bias = bias + dot(neg_sums, bn - bp)
+            report(shares, bias, stab=stab)
+        if not has_neg:
+            return op.vjp(s, self._wp(w), x).mul_(x)
+        out = op.vjp(s.sub_(neg), self._wp(w), x)
+        return out.add_(op.vjp(neg, self._wn(w), x)).mul_(x)
 
 
 @dataclass(frozen=True)
