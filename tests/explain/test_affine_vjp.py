@@ -30,8 +30,9 @@ def test_depthwise_transposed_map_equals_autograd(nd, size, cin, cout, kernel, s
     x = torch.randn(2, cin, *([size] * nd))
     w1, w2 = torch.randn(cout, cin, *ks), torch.randn(cout, cin, *ks)
     g = torch.randn_like(op.forward(x, w1, None))
-    # chosen for strides up to 2 only (with larger ones oneDNN's own map is faster)
-    assert op._few_inputs(g, (w1, w2), x) == (max(op.stride) <= 2)
+    # chosen for one input channel, a kernel 5 or more wide and strides up to 2 (otherwise
+    # oneDNN's own map is faster)
+    assert op._few_inputs(g, (w1, w2), x) == (max(op.stride) <= 2 and cin == 1 and max(ks) >= 5)
     xx = x.clone().requires_grad_(True)
     (want1,) = torch.autograd.grad(op.forward(xx, w1, None), xx, g)
     (want2,) = torch.autograd.grad(op.forward(xx, w2, None), xx, g)
@@ -39,6 +40,10 @@ def test_depthwise_transposed_map_equals_autograd(nd, size, cin, cout, kernel, s
     pair = op._vjp_depthwise(g, (w1, w2), x)
     for got, want in ((got1, want1), (pair[0], want1), (pair[1], want2)):
         assert got.shape == want.shape and got.is_contiguous()
+        torch.testing.assert_close(got, want, rtol=0, atol=2e-5 * float(want.abs().max()))
+    # the pair as the rules ask for it (depthwise, or one transposed map into 2·cin channels)
+    for got, want in zip(op.vjp_pair(g, w1, w2, x), (want1, want2)):
+        assert got.shape == want.shape
         torch.testing.assert_close(got, want, rtol=0, atol=2e-5 * float(want.abs().max()))
 
 

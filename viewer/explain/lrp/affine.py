@@ -106,20 +106,27 @@ class AffineOp:
         if self._few_inputs(g, (w1, w2), x):
             a, b = self._vjp_depthwise(g, (w1, w2), x)
             return a, b
+        c = w1.shape[1]
+        if self.kind == "conv" and self.groups == 1 and c <= 4 and w2.shape == w1.shape and x.device.type == "cpu":
+            # an input layer: both maps as one transposed convolution into 2c channels
+            # (ResNet's 7×7 stride-2 stem, 3 channels, 2 cores: 8 ms against 2 × 8 ms)
+            both = derived(w1, ("pair", id(w2), w2._version), lambda: torch.cat([w1, w2], 1))
+            shape = (x.shape[0], 2 * c, *x.shape[2:])
+            out = self._vjp(g, both, x.new_empty(shape, dtype=g.dtype))
+            return out[:, :c], out[:, c:]
         return self.vjp(g, w1, x), self.vjp(g, w2, x)
 
     def _few_inputs(self, g: torch.Tensor, weights: tuple[torch.Tensor, ...], x: torch.Tensor) -> bool:
-        """A convolution from very few channels (an input layer) on the CPU.
+        """A convolution from one input channel with a large kernel (an input layer)
+        on the CPU.
 
         Its transposed map, as oneDNN computes it (backward-data), runs several times
-        slower than the forward for one or two input channels and large kernels: for
-        1→64 channels, 7³ kernel on 2 cores, 0.80 s against 0.11 s at 64³ voxels
-        (stride 1) and 0.36 s against 0.05 s at 96³ (stride 2). The same map as
-        depthwise convolutions of ``g`` (:meth:`_vjp_depthwise`) runs at forward speed.
-        Only for strides up to 2: the residues multiply with the stride (one thread,
-        224²: ResNet's 7×7 stride-2 stem 9 ms against oneDNN's 13 ms, Swin's 4×4
-        stride-4 patch embedding 67 ms against 2 ms, a ViT's 16×16 one 3.5 s against
-        21 ms).
+        slower than the forward: for 1→64 channels, 7³ kernel, stride 2, 96³ voxels on
+        2 cores, 575 ms against 60 ms. The same map as depthwise convolutions of ``g``
+        (:meth:`_vjp_depthwise`) takes 140 ms (2D 7×7 at 224²: 3.3 against 7.9 ms).
+        Not for three input channels or 3-wide kernels, where oneDNN is faster (ResNet's
+        RGB stem 7.8 against 11.4 ms, 1→32 channels 3³ at 64³ 27 against 49 ms), nor
+        for strides above 2: the residues multiply with the stride.
         """
         return (
             self.kind == "conv"
@@ -129,8 +136,9 @@ class AffineOp:
             and max(self.stride) <= 2
             and g.device.type == "cpu"
             and g.dtype in (torch.float32, torch.bfloat16)
-            and weights[0].shape[1] <= 3
+            and weights[0].shape[1] == 1
             and weights[0].shape[0] >= 8
+            and max(weights[0].shape[2:]) >= 5
         )
 
     def _vjp_depthwise(

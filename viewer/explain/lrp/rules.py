@@ -62,6 +62,20 @@ def bias_share(op: AffineOp, g: Tensor, b: Tensor | None) -> Tensor:
     return dot(channel_sums(op, g), b)
 
 
+def _plus_eps(op: AffineOp, w: Tensor, b: Tensor | None, eps: float) -> Tensor:
+    """``b + ε`` (or ε alone) as the layer adds a bias: per output channel. Adding the
+    stabiliser as part of the bias costs no pass over the output."""
+    if b is not None:
+        return b + eps
+    channels = w.shape[1] * op.groups if op.kind == "conv_transpose" else w.shape[0]
+    return w.new_full((channels,), eps)
+
+
+def _wide(x: Tensor) -> bool:
+    """float32/float64: a stabiliser of 1e-6 survives being added to a bias."""
+    return x.dtype in (torch.float32, torch.float64)
+
+
 def report(shares: list | None, bias: Tensor, den: Tensor | None = None, stab: Tensor | None = None) -> None:
     """Hand a rule's closed-form shares to the ledger (see ``ledger.Book.absorb``):
     the bias's share and either ``den`` or the stabiliser's share ``stab``."""
@@ -135,12 +149,12 @@ class ZPlus(Rule):
     def forward(self, op, x, w, b):
         y = op.forward(x, w, b)
         if _nonneg(x):
-            z = op.forward(x, _wpos(w), _pos(b))
-            if z.dtype in (torch.float32, torch.float64):
-                # z ≥ 0 (x, W⁺ and b⁺ are): its stabilised form is z + ε, made once
-                # here in place, so the backward divides in one pass
-                return y, (x, z.add_(self.stabilizer), "stabilised")
-            return y, (x, z, True)
+            if _wide(x):
+                # z ≥ 0 (x, W⁺ and b⁺ are): its stabilised form is z + ε, made here
+                # with ε in the bias, so the backward divides in one pass
+                z = op.forward(x, _wpos(w), _plus_eps(op, w, _pos(b), self.stabilizer))
+                return y, (x, z, "stabilised")
+            return y, (x, op.forward(x, _wpos(w), _pos(b)), True)
         z = op.forward(x.clamp(min=0), _wpos(w), _pos(b)) + op.forward(x.clamp(max=0), _wneg(w), None)
         return y, (x, z, False)
 
@@ -241,15 +255,16 @@ class Gamma(Rule):
             # Where y = 0 the rule passes nothing on: an infinite denominator says so
             # without a separate mask (r / ∞ = 0).
             bp = None if b is None else b + self.gamma * b.clamp(min=0)
-            zpos = op.forward(x, self._wp(w), bp)
             zero = y == 0
-            if zpos.dtype in (torch.float32, torch.float64):
-                # stabilised here, once: z⁺ ≥ y > 0 where y > 0 and the other one is
-                # negative where y < 0, so ±ε follows the sign of y
-                neg = y.mul(2 + self.gamma).sub_(zpos).sub_(self.stabilizer)
-                den = torch.where(y > 0, zpos.add_(self.stabilizer), neg, out=neg)
+            if _wide(x):
+                # stabilised here, once, with ε in z⁺'s bias: z⁺ ≥ y > 0 where y > 0, and
+                # (2+γ)y - (z⁺ + ε) is the other denominator minus ε, negative where y < 0
+                zpos = op.forward(x, self._wp(w), _plus_eps(op, w, bp, self.stabilizer))
+                neg = y.mul(2 + self.gamma).sub_(zpos)
+                den = torch.where(y > 0, zpos, neg, out=neg)
                 flag = "stabilised"
             else:
+                zpos = op.forward(x, self._wp(w), bp)
                 den = torch.where(y > 0, zpos, y.mul(2 + self.gamma).sub_(zpos))
                 flag = True
             any_zero = bool(zero.any())
