@@ -121,3 +121,47 @@ def test_a_layer_without_channels_says_so():
 
     with pytest.raises(GraphError, match=r"'score' has no channels: its output has shape \(1,\)"):
         concept_relevance(Net().double().eval(), _x(), "score", [0])
+
+
+@pytest.mark.parametrize("net", ["vgg", "resnet", "vit"])
+def test_sliced_passes_below_a_mask_equal_dense_ones(net, monkeypatch):
+    """Below a channel mask the first layers run their rule on the channels that carry
+    relevance only (ops.SPARSE_SHARE); the maps, flows and absorbed parts must be those
+    of the dense computation, on convolutions, shortcut blocks and token features."""
+    from tests.explain.graph import nets
+    from viewer.explain.lrp import ops
+
+    model = {"vgg": nets.vgg_like, "resnet": nets.resnet_like, "vit": nets.tiny_vit}[net]()
+    torch.manual_seed(2)
+    x = torch.rand(1, *{"vgg": (1, 16, 16), "resnet": (3, 32, 32), "vit": (1, 16, 16)}[net], dtype=torch.float64)
+    layer = {"vgg": "3", "resnet": "layer2", "vit": "blocks.1"}[net]
+    calls = []
+    real = ops._live_channels
+
+    def spy(op, r, w):
+        live = real(op, r, w)
+        calls.append(live is not None)
+        return live
+
+    monkeypatch.setattr(ops, "_live_channels", spy)
+    sliced = concept_relevance(model, x, layer, [0, 1, [2, 3]], target=1)
+    assert any(calls), "no layer below the mask ran on a slice of its channels"
+    monkeypatch.setattr(ops, "SPARSE_SHARE", -1.0)  # never slice
+    dense = concept_relevance(model, x, layer, [0, 1, [2, 3]], target=1)
+    torch.testing.assert_close(sliced.maps, dense.maps, rtol=1e-10, atol=1e-13)
+    assert sliced.absorbed == pytest.approx(dense.absorbed, rel=1e-9, abs=1e-12)
+    assert sliced.input_sum == pytest.approx(dense.input_sum, rel=1e-9, abs=1e-12)
+
+
+def test_a_pass_without_ledger_gives_the_same_map():
+    """Heatmap passes nobody reads the ledger of skip its sums; the map is unchanged."""
+    from viewer.explain.graph.conditional import ConditionalPass
+
+    model, x = _net(), _x()
+    cp = ConditionalPass(model, x, ["4"], target=2)
+    r = cp.relevance(["4"])["4"]
+    with_ledger = cp.down_many("4", [r], ledger=True)[0]
+    without = cp.down_many("4", [r], ledger=False)[0]
+    torch.testing.assert_close(with_ledger[0], without[0], rtol=0, atol=0)
+    assert np.isfinite(with_ledger[1]) and np.isnan(without[1])
+    assert cp.traced.book.entries == []

@@ -222,8 +222,13 @@ class ConditionalPass:
             else:
                 grad = chunk[0]
             split = self.batch > 1 and ledger
-            self.traced.book.reset(batch=self.batch if split else (0 if self.batch > 1 else self.x.shape[0]))
-            (g,) = torch.autograd.grad(src, dst, grad, retain_graph=True, allow_unused=True)
+            self.traced.book.reset(batch=self.batch if split else (0 if self.batch > 1 else self.x.shape[0]),
+                                   active=ledger)
+            self.traced.book.sparse = True
+            try:
+                (g,) = torch.autograd.grad(src, dst, grad, retain_graph=True, allow_unused=True)
+            finally:
+                self.traced.book.sparse = False
             if g is None and to is not None:
                 raise GraphError(f"No relevance flows from layer {layer!r} to layer {to!r}: {to!r} is not below "
                                  f"{layer!r} on a path to the input. Order layers from the output towards the input.")

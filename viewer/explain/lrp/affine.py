@@ -10,6 +10,7 @@ of re-running the layer forward as hook-based implementations do.
 from __future__ import annotations
 
 import itertools
+import math
 import weakref
 from dataclasses import dataclass
 
@@ -70,7 +71,8 @@ class AffineOp:
         if self._few_inputs(g, (weight,), x):
             return self._vjp_depthwise(g, (weight,), x)[0]
         pad = [d * (k - 1) - p for d, k, p in zip(self.dilation, weight.shape[2:], self.padding)]
-        if self.kind == "conv" and self.groups == 1 and all(s == 1 for s in self.stride) and min(pad) >= 0:
+        if (self.kind == "conv" and self.groups == 1 and all(s == 1 for s in self.stride) and min(pad) >= 0
+                and weight.shape[1] >= 8):  # into fewer channels oneDNN's own backward is faster
             g = g.contiguous()
             if self._onednn(g, weight):
                 # stride 1: the transposed map is a convolution with the flipped,
@@ -81,6 +83,15 @@ class AffineOp:
                 if out.shape == x.shape:
                     return out
         return self._vjp(g, weight, x)
+
+    def quotient(self, r: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``r / z`` laid out as :meth:`vjp` will read it: channels-last where the
+        transposed map runs depthwise (the copy into that layout would cost a pass over
+        a full-resolution tensor, for every conditional pass of a graph)."""
+        if r.shape == z.shape and r.dtype == z.dtype and r.dim() in (4, 5) and self._few_inputs(r, (weight,), x):
+            fmt = torch.channels_last_3d if r.dim() == 5 else torch.channels_last
+            return torch.div(r, z, out=torch.empty_like(r, memory_format=fmt))
+        return r / z
 
     def _onednn(self, x: torch.Tensor, weight: torch.Tensor) -> bool:
         """A 3D convolution on the CPU that oneDNN can run.
@@ -117,29 +128,30 @@ class AffineOp:
         return self.vjp(g, w1, x), self.vjp(g, w2, x)
 
     def _few_inputs(self, g: torch.Tensor, weights: tuple[torch.Tensor, ...], x: torch.Tensor) -> bool:
-        """A convolution from one input channel with a large kernel (an input layer)
-        on the CPU.
+        """A convolution from one or two input channels (an input layer) on the CPU
+        whose transposed map runs faster as depthwise convolutions (:meth:`_vjp_depthwise`).
 
-        Its transposed map, as oneDNN computes it (backward-data), runs several times
-        slower than the forward: for 1→64 channels, 7³ kernel, stride 2, 96³ voxels on
-        2 cores, 575 ms against 60 ms. The same map as depthwise convolutions of ``g``
-        (:meth:`_vjp_depthwise`) takes 140 ms (2D 7×7 at 224²: 3.3 against 7.9 ms).
-        Not for three input channels or 3-wide kernels, where oneDNN is faster (ResNet's
-        RGB stem 7.8 against 11.4 ms, 1→32 channels 3³ at 64³ 27 against 49 ms), nor
-        for strides above 2: the residues multiply with the stride.
+        oneDNN's transposed map (backward-data) is slow for so few channels and large
+        kernels: 1→64 channels, 7³ kernel, stride 2, 96³ voxels on 2 cores 575 ms
+        against 140 ms depthwise (forward 60 ms); 1→8 channels 3³ at 48³ 9.2 (4.6 as a
+        flipped convolution) against 1.7 ms. Depthwise does about the work of the
+        forward per input channel, plus zero taps where the stride does not divide the
+        kernel (``overhead``), so it loses with three channels, with 3³ kernels at
+        stride 2 (2.4× the taps: 18 against 11 ms) and, in 3D, with 3³ kernels into
+        64 channels (28 against 21 ms); in 2D only kernels of 5 and more pay (ResNet's
+        RGB stem: 11 against 8 ms; one channel 7×7 stride 2 at 224²: 3 against 8 ms).
         """
-        return (
-            self.kind == "conv"
-            and self.nd in (2, 3)
-            and self.groups == 1
-            and all(d == 1 for d in self.dilation)
-            and max(self.stride) <= 2
-            and g.device.type == "cpu"
-            and g.dtype in (torch.float32, torch.bfloat16)
-            and weights[0].shape[1] == 1
-            and weights[0].shape[0] >= 8
-            and max(weights[0].shape[2:]) >= 5
-        )
+        if not (self.kind == "conv" and self.nd in (2, 3) and self.groups == 1
+                and all(d == 1 for d in self.dilation) and g.device.type == "cpu"
+                and g.dtype in (torch.float32, torch.bfloat16) and weights[0].shape[0] >= 8):
+            return False
+        cin, kernel = weights[0].shape[1], weights[0].shape[2:]
+        overhead = math.prod(-(-k // s) * s / k for k, s in zip(kernel, self.stride))
+        if overhead > 1.5:
+            return False
+        if self.nd == 3:
+            return cin <= 2 and (max(kernel) >= 5 or weights[0].shape[0] <= 32)
+        return cin == 1 and max(kernel) >= 5
 
     def _vjp_depthwise(
         self, g: torch.Tensor, weights: tuple[torch.Tensor, ...], x: torch.Tensor

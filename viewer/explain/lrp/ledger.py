@@ -59,12 +59,19 @@ class Book:
         self.entries: list[tuple[Site, Tensor, Tensor, Tensor | None, Tensor | None]] = []
         self.rows: list[Tensor] | None = []
         self.batch = 0
+        self.active = True
+        # set by a caller whose relevance starts in a few channels of a layer (conditional
+        # passes): layers then run their rule on the channels that carry relevance only
+        self.sparse = False
         self._sums: OrderedDict[int, tuple[weakref.ref, int, Tensor, Tensor | None]] = OrderedDict()
 
-    def reset(self, batch: int = 0) -> None:
+    def reset(self, batch: int = 0, active: bool = True) -> None:
+        """Start a backward pass; ``active=False`` when nobody reads this pass's ledger:
+        operations then skip their sums and closed forms (``absorb`` ignores them)."""
         self.entries = []
-        self.rows = [] if batch > 1 else None
+        self.rows = [] if batch > 1 and active else None
         self.batch = batch
+        self.active = active
         self._sums.clear()
 
     # -- recording ------------------------------------------------------------------------------
@@ -99,6 +106,8 @@ class Book:
         either ``stab``, the stabiliser's share, or ``den``, what it would pass on
         without its stabiliser (Σ R/(z ± ε) · z; the stabiliser's share is then
         ``received - den``)."""
+        if not self.active:
+            return
         got, rows = self._sum(received)
         if stab is None and den is not None:
             stab = got - den.double()
@@ -121,6 +130,8 @@ class Book:
 
     def absorb_constant(self, site: Site, part: Tensor) -> None:
         """Relevance that lands on a constant (a class token concatenated to the input)."""
+        if not self.active:
+            return
         got, rows = self._sum(part)
         self.entries.append((site, got, torch.zeros_like(got), got, torch.zeros_like(got)))
         if rows is None:

@@ -146,15 +146,55 @@ class AffineFn(Function):
     def backward(ctx, r):
         tensors = iter(_saved(ctx, r.dtype))
         saved = tuple(next(tensors) if is_t else p for is_t, p in zip(ctx.is_tensor, ctx.plain))
-        shares: list = []
+        shares: list | None = [] if ctx.book.active else None
         w, b = ctx.w, ctx.b
         if ctx.low is not None:  # the weights as the half-precision forward used them
             w = derived(w, ("rounded", ctx.low, r.dtype), lambda: ctx.w.to(ctx.low).to(r.dtype))
             b = None if b is None else b.to(ctx.low).to(r.dtype)
-        r_in = ctx.rule.backward(ctx.op, saved, w, b, r, shares)
-        bias, den, stab = shares[0] if shares else (None, None, None)
-        ctx.book.absorb(ctx.site, r, r_in, bias=bias, den=den, stab=stab)
+        live = _live_channels(ctx.op, r, w) if ctx.book.sparse else None
+        if live is None and ctx.book.sparse and ctx.op.groups == 1:
+            ctx.book.sparse = False  # relevance is dense from here down: stop looking
+        if live is not None:
+            # relevance in a few output channels only (a conditional pass just below its
+            # mask): the rule runs on those channels' slices of the output, weights and bias
+            cdim, wdim = _channel_dims(ctx.op, r)
+            saved = tuple(t.index_select(cdim, live) if i > 0 and isinstance(t, Tensor) and t.shape == r.shape else t
+                          for i, t in enumerate(saved))
+            w, b = w.index_select(wdim, live), None if b is None else b.index_select(0, live)
+            r_in = ctx.rule.backward(ctx.op, saved, w, b, r.index_select(cdim, live), shares)
+        else:
+            r_in = ctx.rule.backward(ctx.op, saved, w, b, r, shares)
+        if shares is not None:
+            bias, den, stab = shares[0] if shares else (None, None, None)
+            ctx.book.absorb(ctx.site, r, r_in, bias=bias, den=den, stab=stab)
         return result(r_in, r), None, None, None, None, None, None
+
+
+SPARSE_SHARE = 0.5  # at most this share of a layer's output channels carrying relevance: sliced
+
+
+def _channel_dims(op: AffineOp, r: Tensor) -> tuple[int, int]:
+    """The output's channel dimension and the weight's output-channel dimension."""
+    if op.kind == "linear":
+        return r.dim() - 1, 0
+    return 1, (1 if op.kind == "conv_transpose" else 0)
+
+
+def _live_channels(op: AffineOp, r: Tensor, w: Tensor) -> Tensor | None:
+    """Indices of the output channels where ``r`` is not all zero, when they are few
+    enough for a sliced backward to pay (one pass over ``r``); else None."""
+    if op.groups != 1 or r.dim() < 2:
+        return None
+    cdim, _ = _channel_dims(op, r)
+    channels = r.shape[cdim]
+    if channels < 4:
+        return None
+    dims = tuple(i for i in range(r.dim()) if i != cdim)
+    live = r.ne(0).any(dims) if len(dims) > 0 else r.ne(0)
+    live = live.nonzero().flatten()
+    if live.numel() > SPARSE_SHARE * channels:
+        return None
+    return live if live.numel() else live.new_zeros(1)  # no relevance at all: one (zero) channel
 
 
 # -- parameter-free maps -------------------------------------------------------------------------
@@ -230,7 +270,7 @@ class SumFn(Function):
         a, b = (upcast(t, r.dtype) for t in ctx.saved_tensors)
         y = torch.add(a, b, alpha=ctx.sign)
         g = divide(r, y, ctx.eps)
-        den = dot(g, y)
+        den = dot(g, y) if ctx.book.active else None
         if y.shape == a.shape and y.dtype == a.dtype:
             ra = torch.mul(a, g, out=y)  # y's buffer is free now
         else:
@@ -238,7 +278,8 @@ class SumFn(Function):
         rb = g.mul_(b) if g.shape == b.shape and g.dtype == b.dtype else _reduce_to(b * g, b.shape)
         if ctx.sign != 1.0:
             rb = rb.mul_(ctx.sign)
-        ctx.book.absorb(ctx.site, r, ra, rb, bias=den.new_zeros(()), den=den)
+        if den is not None:
+            ctx.book.absorb(ctx.site, r, ra, rb, bias=den.new_zeros(()), den=den)
         return ra, rb, None, None, None, None
 
 

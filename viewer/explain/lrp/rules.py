@@ -161,7 +161,7 @@ class ZPlus(Rule):
     def backward(self, op, saved, w, b, r, shares=None):
         x, z, nonneg = saved
         if nonneg == "stabilised":
-            g = r / z
+            g = op.quotient(r, z, w, x)
             if shares is not None:
                 # Σ g·(z + ε) = Σ r: the stabiliser took ε·Σg, the bias Σ g·b⁺
                 sums = channel_sums(op, g)
@@ -316,7 +316,7 @@ class Gamma(Rule):
     def _backward_stabilised(self, op, x, den, any_zero, w, b, r, shares):
         """x ≥ 0 with the denominator stabilised in the forward: one division, and
         the ledger's closed forms from per-channel sums of the quotient."""
-        s = r / den
+        s = op.quotient(r, den, w, x)
         neg = torch.where(den < 0, s, 0.0)
         has_neg = bool(neg.any())
         if shares is not None:
