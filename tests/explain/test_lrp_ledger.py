@@ -85,3 +85,47 @@ def test_a_rule_without_closed_form_counts_all_it_absorbs_as_unexplained():
     (row,) = [row for row in r.meta["ledger"] if row["layer"] == "9"]
     assert row["bias"] is None and row["other"] == pytest.approx(row["in"] - row["out"])
     assert r.meta["ledger_leaks"] == [row]
+
+
+def test_sums_of_one_relevance_tensor_are_remembered_until_it_changes():
+    """The relevance one op passes on is what the next one receives: the ledger sums it
+    once. A tensor changed in place, or a new one, is summed again."""
+    from viewer.explain.lrp.ledger import Book, Site
+
+    book = Book()
+    book.reset(batch=2)
+    site = Site(0, "a", "conv", "epsilon")
+    r = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
+    passed = r * 0.5
+    book.absorb(site, r, passed)
+    assert book._sum(passed)[0] is book._sum(passed)[0]  # remembered
+    book.absorb(site, passed, passed * 0.5)
+    assert book.total() == pytest.approx(10.0 - 5.0 + 5.0 - 2.5)
+    assert book.per_row() == pytest.approx([3.0 - 1.5 + 1.5 - 0.75, 7.0 - 3.5 + 3.5 - 1.75])
+    passed.mul_(2)  # in place: summed again
+    assert float(book._sum(passed)[0]) == pytest.approx(10.0)
+    book.reset(batch=2, active=False)
+    book.absorb(site, r, passed)
+    assert book.entries == [] and book.total() == 0.0
+
+
+def test_zplus_and_gamma_closed_forms_hold_with_biases_on_a_resnet():
+    """ZPlus and Gamma stabilise their denominators once in the forward (ε through the
+    bias) and report the stabiliser's share from channel sums: on a torchvision ResNet
+    with folded BatchNorms no row leaks and the books balance."""
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    torch.manual_seed(0)
+    model = ResNet(BasicBlock, [1, 1, 1, 1], num_classes=4).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.bias.uniform_(-0.2, 0.2)
+    x = torch.rand(1, 3, 32, 32)
+    for preset in ("epsilon-plus", "epsilon-gamma-box"):
+        res = lrp(model, x, target=1, preset=preset, stabilizer=1e-3)
+        assert res.meta["ledger_leaks"] == []
+        stab = sum(row["stabiliser"] for row in res.meta["ledger"] if row["rule"] in ("zplus", "gamma"))
+        assert stab != 0.0
+        assert res.explained == pytest.approx(res.input_sum + res.absorbed, rel=1e-4, abs=1e-5)
