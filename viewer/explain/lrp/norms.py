@@ -78,13 +78,17 @@ class NormFn(Function):
         out = own(result(fn(x), x), x)
         ctx.n = len(factors)
         ctx.has_shift = shift is not None
-        _save(ctx, out, x, out, *factors, *([shift] if shift is not None else []))
-        ctx.grouping, ctx.eps, ctx.book, ctx.site = grouping, eps, book, site
+        # the output is formed again in the backward (one cheap pass) instead of kept: a
+        # ReLU applied to it in place (DenseNet's pre-activation layers) would need a copy
+        _save(ctx, None, x, *factors, *([shift] if shift is not None else []))
+        ctx.fn, ctx.grouping, ctx.eps, ctx.book, ctx.site = fn, grouping, eps, book, site
         return out
 
     @staticmethod
     def backward(ctx, r):
-        x, y, *rest = _saved(ctx, r.dtype)
+        x, *rest = _saved(ctx, r.dtype)
+        with torch.no_grad():
+            y = ctx.fn(x).to(r.dtype)
         factors, shift = rest[: ctx.n], (rest[ctx.n] if ctx.has_shift else None)
         g = divide(r, y, ctx.eps)
         den = dot(g, y)
