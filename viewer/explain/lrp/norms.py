@@ -78,17 +78,27 @@ class NormFn(Function):
         out = own(result(fn(x), x), x)
         ctx.n = len(factors)
         ctx.has_shift = shift is not None
-        # the output is formed again in the backward (one cheap pass) instead of kept: a
-        # ReLU applied to it in place (DenseNet's pre-activation layers) would need a copy
-        _save(ctx, None, x, *factors, *([shift] if shift is not None else []))
+        # with constant statistics (an unfolded BatchNorm) the output is formed again in
+        # the backward (one elementwise pass) instead of kept: a ReLU applied to it in
+        # place (DenseNet's pre-activation layers) would need a copy. Norms that reduce
+        # keep it: recomputing costs their reductions, and the next layer keeps it anyway
+        ctx.again = not grouping.dims
+        shift_ = [shift] if shift is not None else []
+        if ctx.again:
+            _save(ctx, None, x, *factors, *shift_)
+        else:
+            _save(ctx, out, x, out, *factors, *shift_)
         ctx.fn, ctx.grouping, ctx.eps, ctx.book, ctx.site = fn, grouping, eps, book, site
         return out
 
     @staticmethod
     def backward(ctx, r):
-        x, *rest = _saved(ctx, r.dtype)
-        with torch.no_grad():
-            y = ctx.fn(x).to(r.dtype)
+        if ctx.again:
+            x, *rest = _saved(ctx, r.dtype)
+            with torch.no_grad():
+                y = ctx.fn(x).to(r.dtype)
+        else:
+            x, y, *rest = _saved(ctx, r.dtype)
         factors, shift = rest[: ctx.n], (rest[ctx.n] if ctx.has_shift else None)
         g = divide(r, y, ctx.eps)
         den = dot(g, y)
