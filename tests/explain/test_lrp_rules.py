@@ -184,3 +184,35 @@ def test_in_place_method_statements_change_the_tensor_as_without_the_explainer()
         r = lrp(net, x, target=1, preset=preset, low=0.0, high=1.0)
         assert r.explained == pytest.approx(want, rel=1e-12), preset
         assert r.explained == pytest.approx(float(r.relevance.sum()) + r.absorbed, rel=1e-9, abs=1e-12)
+
+
+def test_gamma_on_signed_input_follows_its_definition():
+    """W + γW⁺ where the output is positive, W + γW⁻ where it is negative, inputs split
+    by sign (x⁺ meets the boosted positive weights, x⁻ the boosted negative ones); the
+    denominators and the four transposed maps written out here from the definition."""
+    import torch.nn.functional as F
+
+    op, w, b, x = _layer(7)
+    assert (x < 0).any() and (x > 0).any()
+    gamma, eps = 0.25, 1e-6
+    r = torch.randn(1, 5, 8, 8, dtype=torch.float64)
+    _, got = _run(Gamma(gamma=gamma, stabilizer=eps), op, w, b, x, r)
+    wp, wn = w + gamma * w.clamp(min=0), w + gamma * w.clamp(max=0)
+    bp, bn = b + gamma * b.clamp(min=0), b + gamma * b.clamp(max=0)
+    xp, xn = x.clamp(min=0), x.clamp(max=0)
+    conv = lambda t, k, c=None: F.conv2d(t, k, c, padding=1)  # noqa: E731
+    y = conv(x, w, b)
+    zpos = conv(xp, wp, bp) + conv(xn, wn)
+    zneg = conv(xp, wn, bn) + conv(xn, wp)
+
+    def stab(z):
+        return z + eps * torch.where(z >= 0, 1.0, -1.0)
+
+    a = torch.where(y > 0, r, 0.0) / stab(zpos)
+    c = torch.where(y < 0, r, 0.0) / stab(zneg)
+
+    def back(g, k):
+        return torch.nn.grad.conv2d_input(x.shape, k, g, padding=1)
+
+    want = xp * (back(a, wp) + back(c, wn)) + xn * (back(a, wn) + back(c, wp))
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)

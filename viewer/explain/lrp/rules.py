@@ -271,10 +271,16 @@ class Gamma(Rule):
             if any_zero:
                 den.masked_fill_(zero, float("inf"))
             return y, (x, den, any_zero, flag)
-        wp, wn, bp, bn = self._weights(w, b)
+        # signed input: with A = x⁺·W⁺ + x⁻·W⁻ + b⁺ (every positive contribution),
+        # z⁺ = y + γA and z⁻ = y + γ(y − A), since y = A + (x⁺·W⁻ + x⁻·W⁺ + b⁻):
+        # two extra maps instead of four
         xp, xn = x.clamp(min=0), x.clamp(max=0)
-        zpos = op.forward(xp, wp, bp) + op.forward(xn, wn, None)
-        zneg = op.forward(xp, wn, bn) + op.forward(xn, wp, None)
+        pos = op.forward(xp, _wpos(w), _pos(b)).add_(op.forward(xn, _wneg(w), None))
+        yy = y
+        if y.dtype in (torch.float16, torch.bfloat16):  # z⁻ is a difference: form it in float32
+            yy, pos = y.float(), pos.float()
+        zpos = torch.add(yy, pos, alpha=self.gamma)
+        zneg = yy.mul(1 + self.gamma).sub_(pos, alpha=self.gamma)
         return y, (x, zpos, zneg, torch.sign(y))
 
     def backward(self, op, saved, w, b, r, shares=None):
