@@ -26,14 +26,13 @@ def _inside_ui(path: Path) -> bool:
 
 
 def _broad_run(config) -> bool:  # noqa: ANN001 - pytest's Config
-    """The run covers more than tests/ui (e.g. plain ``pytest``)."""
-    root = Path(str(config.rootpath))
+    """The run covers more than tests/ui (e.g. plain ``pytest``, whose argument is tests/)."""
     for arg in config.args:
         path = Path(arg.split("::")[0])
         path = (path if path.is_absolute() else Path(str(config.invocation_params.dir)) / path).resolve()
         if not _inside_ui(path):
             return True
-    return not config.args and root.resolve() != UI_DIR
+    return False
 
 
 def pytest_ignore_collect(collection_path, config):  # noqa: ANN001, ANN201 - pytest hook

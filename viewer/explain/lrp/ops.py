@@ -151,7 +151,7 @@ class AffineFn(Function):
         if ctx.low is not None:  # the weights as the half-precision forward used them
             w = derived(w, ("rounded", ctx.low, r.dtype), lambda: ctx.w.to(ctx.low).to(r.dtype))
             b = None if b is None else b.to(ctx.low).to(r.dtype)
-        live = _live_channels(ctx.op, r, w) if ctx.book.sparse else None
+        live = _live_channels(ctx.op, r) if ctx.book.sparse else None
         if live is None and ctx.book.sparse and ctx.op.groups == 1:
             ctx.book.sparse = False  # relevance is dense from here down: stop looking
         if live is not None:
@@ -180,7 +180,7 @@ def _channel_dims(op: AffineOp, r: Tensor) -> tuple[int, int]:
     return 1, (1 if op.kind == "conv_transpose" else 0)
 
 
-def _live_channels(op: AffineOp, r: Tensor, w: Tensor) -> Tensor | None:
+def _live_channels(op: AffineOp, r: Tensor) -> Tensor | None:
     """Indices of the output channels where ``r`` is not all zero, when they are few
     enough for a sliced backward to pay (one pass over ``r``); else None."""
     if op.groups != 1 or r.dim() < 2:

@@ -149,18 +149,20 @@ class ZPlus(Rule):
     def forward(self, op, x, w, b):
         y = op.forward(x, w, b)
         if _nonneg(x):
+            # z ≥ 0 (x, W⁺ and b⁺ are): its stabilised form z + ε is made here, once, so
+            # the backward divides in one pass; ε goes in with the bias, or is added in
+            # float32 after a half-precision map (in half precision it would round away)
             if _wide(x):
-                # z ≥ 0 (x, W⁺ and b⁺ are): its stabilised form is z + ε, made here
-                # with ε in the bias, so the backward divides in one pass
                 z = op.forward(x, _wpos(w), _plus_eps(op, w, _pos(b), self.stabilizer))
-                return y, (x, z, "stabilised")
-            return y, (x, op.forward(x, _wpos(w), _pos(b)), True)
+            else:
+                z = op.forward(x, _wpos(w), _pos(b)).float().add_(self.stabilizer)
+            return y, (x, z, True)
         z = op.forward(x.clamp(min=0), _wpos(w), _pos(b)) + op.forward(x.clamp(max=0), _wneg(w), None)
         return y, (x, z, False)
 
     def backward(self, op, saved, w, b, r, shares=None):
         x, z, nonneg = saved
-        if nonneg == "stabilised":
+        if nonneg:
             g = op.quotient(r, z, w, x)
             if shares is not None:
                 # Σ g·(z + ε) = Σ r: the stabiliser took ε·Σg, the bias Σ g·b⁺
@@ -171,8 +173,6 @@ class ZPlus(Rule):
         g = divide(r, z, self.stabilizer)
         if shares is not None:
             report(shares, bias_share(op, g, _pos(b)), dot(g, z))
-        if nonneg:
-            return op.vjp(g, _wpos(w), x).mul_(x)
         up, un = op.vjp_pair(g, _wpos(w), _wneg(w), x)
         return up.mul_(x.clamp(min=0)).add_(un.mul_(x.clamp(max=0)))
 
@@ -256,21 +256,21 @@ class Gamma(Rule):
             # without a separate mask (r / ∞ = 0).
             bp = None if b is None else b + self.gamma * b.clamp(min=0)
             zero = y == 0
+            # stabilised here, once: z⁺ ≥ y > 0 where y > 0, and (2+γ)y - (z⁺ + ε) is the
+            # other denominator minus ε, negative where y < 0; ε goes in with z⁺'s bias,
+            # or in float32 after a half-precision map (in half precision it would round away)
+            yy = y
             if _wide(x):
-                # stabilised here, once, with ε in z⁺'s bias: z⁺ ≥ y > 0 where y > 0, and
-                # (2+γ)y - (z⁺ + ε) is the other denominator minus ε, negative where y < 0
                 zpos = op.forward(x, self._wp(w), _plus_eps(op, w, bp, self.stabilizer))
-                neg = y.mul(2 + self.gamma).sub_(zpos)
-                den = torch.where(y > 0, zpos, neg, out=neg)
-                flag = "stabilised"
             else:
-                zpos = op.forward(x, self._wp(w), bp)
-                den = torch.where(y > 0, zpos, y.mul(2 + self.gamma).sub_(zpos))
-                flag = True
+                zpos = op.forward(x, self._wp(w), bp).float().add_(self.stabilizer)
+                yy = y.float()
+            neg = yy.mul(2 + self.gamma).sub_(zpos)
+            den = torch.where(yy > 0, zpos, neg, out=neg)
             any_zero = bool(zero.any())
             if any_zero:
                 den.masked_fill_(zero, float("inf"))
-            return y, (x, den, any_zero, flag)
+            return y, (x, den, any_zero, True)
         # signed input: with A = x⁺·W⁺ + x⁻·W⁻ + b⁺ (every positive contribution),
         # z⁺ = y + γA and z⁻ = y + γ(y − A), since y = A + (x⁺·W⁻ + x⁻·W⁺ + b⁻):
         # two extra maps instead of four
@@ -285,27 +285,8 @@ class Gamma(Rule):
 
     def backward(self, op, saved, w, b, r, shares=None):
         x, first, second, flag = saved
-        if flag == "stabilised":
-            return self._backward_stabilised(op, x, first, second, w, b, r, shares)
-        if flag is True:
-            # x ≥ 0: one transposed map per weight variant, and the W+γW⁻ one only
-            # when some relevance arrives at negative outputs (often none does, e.g.
-            # when a ReLU follows), which saves a third of the layer's cost.
-            s = divide(r, first, self.stabilizer)
-            neg = torch.where(first < 0, s, 0.0)
-            has_neg = bool(neg.any())
-            if shares is not None:
-                # the denominator is +inf where y = 0 (nothing passes there): 0·inf → NaN, skipped
-                den = torch.nansum(s * first, dtype=torch.float64)
-                bias = s.new_zeros((), dtype=torch.float64)
-                if b is not None:  # b + γb⁺ where the output is positive, b + γb⁻ where negative
-                    bp, bn = b + self.gamma * b.clamp(min=0), b + self.gamma * b.clamp(max=0)
-                    bias = bias_share(op, s, bp) + (bias_share(op, neg, bn - bp) if has_neg else 0.0)
-                report(shares, bias, den)
-            if not has_neg:
-                return op.vjp(s, self._wp(w), x).mul_(x)
-            out = op.vjp(s.sub_(neg), self._wp(w), x)
-            return out.add_(op.vjp(neg, self._wn(w), x)).mul_(x)
+        if flag is True:  # x ≥ 0, the denominator stabilised in the forward
+            return self._backward_nonneg(op, x, first, second, w, b, r, shares)
         wp, wn = self._wp(w), self._wn(w)
         sign = flag
         a = torch.where(sign > 0, r, torch.zeros_like(r)) / stabilize(first, self.stabilizer)
@@ -319,9 +300,11 @@ class Gamma(Rule):
         xp, xn = x.clamp(min=0), x.clamp(max=0)
         return xp * (op.vjp(a, wp, x) + op.vjp(c, wn, x)) + xn * (op.vjp(a, wn, x) + op.vjp(c, wp, x))
 
-    def _backward_stabilised(self, op, x, den, any_zero, w, b, r, shares):
-        """x ≥ 0 with the denominator stabilised in the forward: one division, and
-        the ledger's closed forms from per-channel sums of the quotient."""
+    def _backward_nonneg(self, op, x, den, any_zero, w, b, r, shares):
+        """x ≥ 0, the denominator stabilised in the forward: one division, the ledger's
+        closed forms from per-channel sums of the quotient, and the W+γW⁻ map only when
+        some relevance arrives at negative outputs (often none does, e.g. when a ReLU
+        follows), which saves a third of the layer's cost."""
         s = op.quotient(r, den, w, x)
         neg = torch.where(den < 0, s, 0.0)
         has_neg = bool(neg.any())
