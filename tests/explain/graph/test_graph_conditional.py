@@ -153,6 +153,26 @@ def test_sliced_passes_below_a_mask_equal_dense_ones(net, monkeypatch):
     assert sliced.input_sum == pytest.approx(dense.input_sum, rel=1e-9, abs=1e-12)
 
 
+def test_live_channels_are_those_with_any_nonzero_value():
+    """A channel counts as carrying relevance when any value is not zero: negative-only
+    channels, a lone NaN or an infinity included (they must not be sliced away)."""
+    from viewer.explain.lrp import ops
+    from viewer.explain.lrp.affine import AffineOp
+
+    op = AffineOp.conv(2, 1, 1)
+    r = torch.zeros(2, 8, 5, 5)
+    r[1, 2, 4, 4] = -1e-30
+    r[0, 5, 0, 0] = float("nan")
+    r[1, 6, 3, 1] = float("-inf")
+    assert ops._live_channels(op, r).tolist() == [2, 5, 6]
+    assert ops._live_channels(op, torch.zeros(1, 8, 3, 3)).tolist() == [0]  # none: one zero channel
+    r[:, :5] = 1.0
+    assert ops._live_channels(op, r) is None  # over SPARSE_SHARE of the channels: dense
+    dense = torch.zeros(4, 8)
+    dense[:, 3] = 2.0
+    assert ops._live_channels(AffineOp("linear"), dense).tolist() == [3]
+
+
 def test_a_pass_without_ledger_gives_the_same_map():
     """Heatmap passes nobody reads the ledger of skip its sums; the map is unchanged."""
     from viewer.explain.graph.conditional import ConditionalPass

@@ -46,8 +46,13 @@ def span(progress: Progress, start: float, end: float) -> Progress:
 
 
 def channel_sums(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sum over everything but the channel dimension (all batch rows of one case), float64."""
-    return t.detach().movedim(dim, 0).reshape(t.shape[dim], -1).sum(1, dtype=torch.float64)
+    """Sum over everything but the channel dimension (all batch rows of one case), as
+    float64: summed pairwise in the tensor's own precision (at least float32), which
+    spares a float64 copy of the whole tensor."""
+    flat = t.detach().movedim(dim, 0).reshape(t.shape[dim], -1)
+    if flat.dtype in (torch.float16, torch.bfloat16):
+        return flat.sum(1, dtype=torch.float32).double()
+    return flat.sum(1).double()
 
 
 def channel_mask(t: torch.Tensor, dim: int, channels: "int | Sequence[int]") -> torch.Tensor:
