@@ -98,7 +98,7 @@ def peak_memory(fn, device: torch.device) -> int:
     return mem.used
 
 
-TWO_D = {"resnet50", "vit_b_16", "swin_t", "efficientnet_b0"}
+TWO_D = {"resnet50", "vgg16", "vit_b_16", "swin_t", "efficientnet_b0"}
 
 
 def build(name: str, size: int):

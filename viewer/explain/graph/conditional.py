@@ -190,6 +190,7 @@ class ConditionalPass:
             self.progress.check()
             seed = self.seed.expand(self.batch, *self.seed.shape[1:]) if self.batch > 1 else self.seed
             self.traced.book.reset(batch=self.batch if self.batch > 1 else self.x.shape[0])
+            self.traced.read_at([self.tensors[n] for n in todo])
             grads = torch.autograd.grad(self.traced.output, [self.tensors[n] for n in todo], seed,
                                         retain_graph=True, allow_unused=True)
             if self.batch > 1 and self.traced.book.per_row() is None:
@@ -218,6 +219,7 @@ class ConditionalPass:
         (NaN with ``ledger=False``, which spares the ledger's per-copy sums)."""
         src = self.tensors[layer]
         dst = self.traced.input if to is None else self.tensors[to]
+        self.traced.read_at([dst])
         out: list[tuple[torch.Tensor, float]] = []
         for start in range(0, len(relevances), self.batch):
             self.progress.check()

@@ -84,12 +84,16 @@ class AffineOp:
                     return out
         return self._vjp(g, weight, x)
 
-    def quotient(self, r: torch.Tensor, z: torch.Tensor, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def quotient(self, r, z: torch.Tensor, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``r / z`` laid out as :meth:`vjp` will read it: channels-last where the
         transposed map runs depthwise (the copy into that layout would cost a pass over
-        a full-resolution tensor, for every conditional pass of a graph)."""
-        if r.shape == z.shape and r.dtype == z.dtype and r.dim() in (4, 5) and self._few_inputs(r, (weight,), x):
-            fmt = torch.channels_last_3d if r.dim() == 5 else torch.channels_last
+        a full-resolution tensor, for every conditional pass of a graph). ``r`` may be
+        relevance at a max pooling's input (``pooling.Pooled``): divided at the winners."""
+        few = z.dim() in (4, 5) and self._few_inputs(z, (weight,), x)
+        fmt = (torch.channels_last_3d if z.dim() == 5 else torch.channels_last) if few else None
+        if not isinstance(r, torch.Tensor):
+            return r.divide(z, fmt=fmt)
+        if fmt is not None and r.shape == z.shape and r.dtype == z.dtype:
             return torch.div(r, z, out=torch.empty_like(r, memory_format=fmt))
         return r / z
 
@@ -236,9 +240,11 @@ def stabilize(z: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.copysign(_eps_like(z, eps), z).add_(z)
 
 
-def divide(r: torch.Tensor, z: torch.Tensor, eps: float) -> torch.Tensor:
+def divide(r, z: torch.Tensor, eps: float) -> torch.Tensor:
     """``r / stabilize(z, eps)`` in one new buffer (fresh CPU allocations cost page
-    faults, so the backward reuses buffers where it can)."""
+    faults, so the backward reuses buffers where it can); ``r`` may be ``pooling.Pooled``."""
+    if not isinstance(r, torch.Tensor):
+        return r.divide(z, eps)
     if r.shape != z.shape or r.dtype != z.dtype:
         return r / stabilize(z, eps)
     out = stabilize(z, eps)

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from viewer.explain.lrp import pooling
 from viewer.explain.lrp.canonize import fold_batchnorms, install_stack_hooks
 from viewer.explain.lrp.presets import Preset, get_preset
 from viewer.explain.lrp.rules import Rule, make_rule
@@ -182,6 +183,13 @@ class Traced:
     taps: dict[str, torch.Tensor] = field(default_factory=dict)
     tap_calls: dict[str, int] = field(default_factory=dict)
     tap_order: list[str] = field(default_factory=list)
+    joined: list = field(default_factory=list)
+
+    def read_at(self, tensors: Sequence[torch.Tensor]) -> None:
+        """Call before a backward pass that asks for relevance at ``tensors`` (taps):
+        a max pooling joined to the layer below it skips the tensors in between
+        (``pooling.py``), so it is kept apart where one of them is read."""
+        pooling.keep_apart(self.joined, list(tensors))
 
 
 def trace(
@@ -250,7 +258,7 @@ def trace(
                       "their gradient was used, so the map is approximate.", stacklevel=3)
     meta["folded_batchnorms"] = list(prepared.folded)
     meta["layers"] = list(tracer.layers)
-    return Traced(out, xx, raw, tracer.book, chosen, values, meta, autocast, tapped, calls, order)
+    return Traced(out, xx, raw, tracer.book, chosen, values, meta, autocast, tapped, calls, order, tracer.joined)
 
 
 def _install_taps(model: nn.Module, names: Sequence[str], tapped: dict, calls: dict, order: list) -> list:

@@ -28,11 +28,11 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from viewer.explain.lrp import attention, norms
+from viewer.explain.lrp import attention, norms, pooling
 from viewer.explain.lrp.affine import AffineOp
 from viewer.explain.lrp.ops import (
     AffineFn, BiasFn, BilinearFn, CatFn, GateFn, InplaceFn, InplacePassFn, LinearNormFn, PassFn, ScaleFn, SumFn,
-    protect,
+    affine_backward, protect,
 )
 from viewer.explain.lrp.rules import mark_nonneg, marked_nonneg
 
@@ -169,6 +169,30 @@ def _elementwise(gate: bool = False, final: str | None = None, nonneg: bool = Fa
 _OUT_OF_PLACE = {torch.relu_: torch.relu, F.relu_: torch.relu, torch.Tensor.relu_: torch.relu, F.leaky_relu_: F.leaky_relu,
                  F.elu_: F.elu, torch.Tensor.sigmoid_: torch.sigmoid,
                  torch.sigmoid_: torch.sigmoid}
+
+
+def _max_pool(nd: int):
+    """Max pooling of a layer's activations: joined to that layer's rule in the backward
+    (pooling.py); elsewhere (and when the indices are asked for) it runs as it is,
+    its gradient handing each window's relevance to the winner."""
+    names = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+
+    def handler(tr, func, args, kwargs):
+        x, kernel, stride, padding, dilation, ceil_mode, indices = _bind(
+            args, kwargs, names, (None, None, None, 0, 1, False, False))
+        if not live(x) or indices or x.dim() != nd + 2:
+            return NotImplemented
+        below, chain = pooling.below_of(x, AffineFn._backward_cls, (PassFn._backward_cls, InplacePassFn._backward_cls))
+        if below is None or not below.takes_pooled:
+            return NotImplemented
+        below.joined = True
+        tr.joined.append((below, chain))
+        spec = pooling.PoolSpec.of(nd, kernel, stride, padding, dilation, ceil_mode)
+        out = pooling.MaxPoolFn.apply(x, spec, below, affine_backward)
+        if marked_nonneg(x):
+            mark_nonneg(out)
+        return out
+    return handler
 
 
 def _norm(kind: str):
@@ -366,6 +390,8 @@ def _build() -> dict:
     put([F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
          F.adaptive_avg_pool3d, torch.mean, T.mean, torch.sum, T.sum, F.lp_pool2d], _linear_norm())
     put([F.interpolate, F.upsample], _linear_norm(_interp_linear))
+    put([F.max_pool2d], _max_pool(2))
+    put([F.max_pool3d], _max_pool(3))
     # `x += y` dispatches to add_; the method forms write back into x
     put([torch.add, T.add, T.__add__, T.__radd__, T.__iadd__], _add(1.0))
     put([T.add_], _inplace(_add(1.0)))

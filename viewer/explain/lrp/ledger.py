@@ -63,6 +63,7 @@ class Book:
         # set by a caller whose relevance starts in a few channels of a layer (conditional
         # passes): layers then run their rule on the channels that carry relevance only
         self.sparse = False
+        self.epoch = 0  # counts backward passes (see pooling.take_stash)
         self._sums: OrderedDict[int, tuple[weakref.ref, int, Tensor, Tensor | None]] = OrderedDict()
 
     def reset(self, batch: int = 0, active: bool = True) -> None:
@@ -72,6 +73,7 @@ class Book:
         self.rows = [] if batch > 1 and active else None
         self.batch = batch
         self.active = active
+        self.epoch += 1
         self._sums.clear()
 
     # -- recording ------------------------------------------------------------------------------

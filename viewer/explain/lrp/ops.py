@@ -29,6 +29,7 @@ from torch.autograd import Function
 
 from viewer.explain.lrp.affine import AffineOp, derived, divide
 from viewer.explain.lrp.ledger import Book, Site
+from viewer.explain.lrp.pooling import Pooled, take_stash
 from viewer.explain.lrp.rules import Rule, dot, mark_nonneg, marked_nonneg
 
 Tensor = torch.Tensor
@@ -136,6 +137,7 @@ class AffineFn(Function):
         out = own(result(y, x), x)
         ctx.rule, ctx.op, ctx.w, ctx.b, ctx.book, ctx.site = rule, op, w, b, book, site
         ctx.low = low
+        ctx.takes_pooled = rule.takes_pooled(saved)  # see pooling.py
         tensors = [s for s in saved if isinstance(s, Tensor)]
         ctx.is_tensor = [isinstance(s, Tensor) for s in saved]
         ctx.plain = [None if isinstance(s, Tensor) else s for s in saved]
@@ -144,30 +146,44 @@ class AffineFn(Function):
 
     @staticmethod
     def backward(ctx, r):
-        tensors = iter(_saved(ctx, r.dtype))
-        saved = tuple(next(tensors) if is_t else p for is_t, p in zip(ctx.is_tensor, ctx.plain))
-        shares: list | None = [] if ctx.book.active else None
-        w, b = ctx.w, ctx.b
-        if ctx.low is not None:  # the weights as the half-precision forward used them
-            w = derived(w, ("rounded", ctx.low, r.dtype), lambda: ctx.w.to(ctx.low).to(r.dtype))
-            b = None if b is None else b.to(ctx.low).to(r.dtype)
-        live = _live_channels(ctx.op, r) if ctx.book.sparse else None
-        if live is None and ctx.book.sparse and ctx.op.groups == 1:
-            ctx.book.sparse = False  # relevance is dense from here down: stop looking
-        if live is not None:
-            # relevance in a few output channels only (a conditional pass just below its
-            # mask): the rule runs on those channels' slices of the output, weights and bias
-            cdim, wdim = _channel_dims(ctx.op, r)
-            saved = tuple(t.index_select(cdim, live) if i > 0 and isinstance(t, Tensor) and t.shape == r.shape else t
-                          for i, t in enumerate(saved))
-            w, b = w.index_select(wdim, live), None if b is None else b.index_select(0, live)
-            r_in = ctx.rule.backward(ctx.op, saved, w, b, r.index_select(cdim, live), shares)
-        else:
-            r_in = ctx.rule.backward(ctx.op, saved, w, b, r, shares)
-        if shares is not None:
-            bias, den, stab = shares[0] if shares else (None, None, None)
-            ctx.book.absorb(ctx.site, r, r_in, bias=bias, den=den, stab=stab)
-        return result(r_in, r), None, None, None, None, None, None
+        part, only = take_stash(ctx, r)
+        if only:  # all of this layer's relevance came by a max pooling that ran the rule already
+            return part, None, None, None, None, None, None
+        r_in = affine_backward(ctx, r)
+        if part is not None:
+            r_in = r_in + part
+        return r_in, None, None, None, None, None, None
+
+
+def affine_backward(ctx, r: "Tensor | Pooled") -> Tensor:
+    """The rule of an affine layer (the context of its :class:`AffineFn` node) on the
+    relevance ``r`` at its output, or on :class:`Pooled` relevance (a max pooling
+    joined to this layer runs it so), with the ledger's entry."""
+    pooled = isinstance(r, Pooled)
+    tensors = iter(_saved(ctx, r.dtype))
+    saved = tuple(next(tensors) if is_t else p for is_t, p in zip(ctx.is_tensor, ctx.plain))
+    shares: list | None = [] if ctx.book.active else None
+    w, b = ctx.w, ctx.b
+    if ctx.low is not None:  # the weights as the half-precision forward used them
+        w = derived(w, ("rounded", ctx.low, r.dtype), lambda: ctx.w.to(ctx.low).to(r.dtype))
+        b = None if b is None else b.to(ctx.low).to(r.dtype)
+    live = _live_channels(ctx.op, r) if ctx.book.sparse and not pooled else None
+    if live is None and ctx.book.sparse and ctx.op.groups == 1:
+        ctx.book.sparse = False  # relevance is dense from here down: stop looking
+    if live is not None:
+        # relevance in a few output channels only (a conditional pass just below its
+        # mask): the rule runs on those channels' slices of the output, weights and bias
+        cdim, wdim = _channel_dims(ctx.op, r)
+        saved = tuple(t.index_select(cdim, live) if i > 0 and isinstance(t, Tensor) and t.shape == r.shape else t
+                      for i, t in enumerate(saved))
+        w, b = w.index_select(wdim, live), None if b is None else b.index_select(0, live)
+        r_in = ctx.rule.backward(ctx.op, saved, w, b, r.index_select(cdim, live), shares)
+    else:
+        r_in = ctx.rule.backward(ctx.op, saved, w, b, r, shares)
+    if shares is not None:
+        bias, den, stab = shares[0] if shares else (None, None, None)
+        ctx.book.absorb(ctx.site, r.small if pooled else r, r_in, bias=bias, den=den, stab=stab)
+    return result(r_in, r.small if pooled else r)
 
 
 SPARSE_SHARE = 0.5  # at most this share of a layer's output channels carrying relevance: sliced

@@ -119,6 +119,12 @@ class Rule:
         closed forms the ledger checks the result against."""
         raise NotImplementedError
 
+    def takes_pooled(self, saved: tuple) -> bool:
+        """Whether ``backward`` reads its relevance only through ``op.quotient`` /
+        ``divide``, so that it can take relevance at a max pooling's input in pooled
+        form (``pooling.Pooled``)."""
+        return False
+
 
 @dataclass(frozen=True)
 class Epsilon(Rule):
@@ -130,6 +136,9 @@ class Epsilon(Rule):
     def forward(self, op, x, w, b):
         y = op.forward(x, w, b)
         return y, (x, y)
+
+    def takes_pooled(self, saved):
+        return True
 
     def backward(self, op, saved, w, b, r, shares=None):
         x, y = saved
@@ -159,6 +168,9 @@ class ZPlus(Rule):
             return y, (x, z, True)
         z = op.forward(x.clamp(min=0), _wpos(w), _pos(b)) + op.forward(x.clamp(max=0), _wneg(w), None)
         return y, (x, z, False)
+
+    def takes_pooled(self, saved):
+        return saved[2] is True
 
     def backward(self, op, saved, w, b, r, shares=None):
         x, z, nonneg = saved
@@ -283,6 +295,9 @@ class Gamma(Rule):
         zneg = yy.mul(1 + self.gamma).sub_(pos, alpha=self.gamma)
         return y, (x, zpos, zneg, torch.sign(y))
 
+    def takes_pooled(self, saved):
+        return saved[3] is True
+
     def backward(self, op, saved, w, b, r, shares=None):
         x, first, second, flag = saved
         if flag is True:  # x ≥ 0, the denominator stabilised in the forward
@@ -317,7 +332,8 @@ class Gamma(Rule):
             # and all the relevance of outputs with y = 0 (infinite denominator)
             stab = (total - 2 * neg_total) * self.stabilizer
             if any_zero:
-                stab = stab + torch.where(torch.isinf(den), r, 0.0).sum(dtype=torch.float64)
+                rr, dd = (r, den) if isinstance(r, Tensor) else (r.small, r.at_winners(den))
+                stab = stab + torch.where(torch.isinf(dd), rr, 0.0).sum(dtype=torch.float64)
             bias = s.new_zeros((), dtype=torch.float64)
             if b is not None:  # b + γb⁺ where the output is positive, b + γb⁻ where negative
                 bp, bn = b + self.gamma * b.clamp(min=0), b + self.gamma * b.clamp(max=0)
@@ -345,11 +361,14 @@ class WSquare(Rule):
     def forward(self, op, x, w, b):
         return op.forward(x, w, b), (x,)
 
+    def takes_pooled(self, saved):
+        return True
+
     def backward(self, op, saved, w, b, r, shares=None):
         (x,) = saved
         ws, bs = self.shares(w, b, r.dtype)
         z = op.forward(torch.ones_like(x, dtype=r.dtype), ws, bs)
-        g = r / stabilize(z, self.stabilizer)
+        g = divide(r, z, self.stabilizer)
         if shares is not None:
             report(shares, bias_share(op, g, bs), dot(g, z))
         return op.vjp(g, ws, x)
@@ -404,9 +423,12 @@ class ZBox(Rule):
         z = op.forward(x, w, None) - op.forward(lo, w.clamp(min=0), None) - op.forward(hi, w.clamp(max=0), None)
         return y, (x, z)
 
+    def takes_pooled(self, saved):
+        return True
+
     def backward(self, op, saved, w, b, r, shares=None):
         x, z = saved
-        g = r / stabilize(z, self.stabilizer)
+        g = divide(r, z, self.stabilizer)
         if shares is not None:  # the bias is outside ZBox's denominator: it takes nothing
             report(shares, g.new_zeros((), dtype=torch.float64), dot(g, z))
         # x·Wᵀg - l·W⁺ᵀg - h·W⁻ᵀg with Wᵀg = W⁺ᵀg + W⁻ᵀg: two transposed maps
@@ -425,6 +447,9 @@ class Pass(Rule):
 
     def forward(self, op, x, w, b):
         return op.forward(x, w, b), (x,)
+
+    def takes_pooled(self, saved):
+        return True
 
     def backward(self, op, saved, w, b, r, shares=None):
         (x,) = saved

@@ -73,6 +73,7 @@ class Tracer(TorchFunctionMode):
         self.gates: set[int] = set()
         self._keep: list[Tensor] = []
         self.layers: list[tuple[str, str, str]] = []  # (module name, op kind, rule) in call order
+        self.joined: list = []  # max poolings joined to the layer below (pooling.py)
         self._sites = 0
 
     # -- bookkeeping -------------------------------------------------------------------

@@ -1,0 +1,163 @@
+"""Max pooling, and max pooling joined to the layer below it in the backward.
+
+Max pooling hands each window's relevance to the window's winner (its gradient).
+The relevance at the pooling's input is therefore zero except at the winners, one
+value per window. A z-rule below (ε, z⁺, γ on non-negative inputs) divides that
+relevance by its layer's output: it needs the division at the winners only. When
+the pooling's input comes straight from such a layer (through activations, which
+pass relevance unchanged), the pooling's backward runs that layer's rule itself, on
+:class:`Pooled` relevance: the division reads the layer's output at the winners
+(one value per window instead of one per voxel) and only the quotient is written at
+full resolution, in the layout the layer's transposed map reads. The relevance at
+the pooling's input is never formed (on the 3D demo model a quarter of each
+masked pass of an attribution graph).
+
+The layer's own backward then only hands on what the pooling left with it
+(:func:`take_stash`). Where relevance also reaches the activations by another path
+(a second consumer) the layer runs its rule on that part and adds the pooling's
+part: every z-rule is linear in the relevance it receives, so the sum is what the
+unjoined backward gives. Where relevance is read at one of the tensors in between
+(a tapped module output), the tracer keeps them apart (:func:`keep_apart`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.autograd import Function
+
+from viewer.explain.lrp.affine import _tuple, stabilize
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    nd: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    ceil_mode: bool
+
+    @staticmethod
+    def of(nd: int, kernel, stride, padding, dilation, ceil_mode) -> "PoolSpec":
+        """From the arguments of ``F.max_pool2d/3d`` (a missing stride is the kernel)."""
+        if stride is None or (isinstance(stride, (list, tuple)) and not stride):
+            stride = kernel
+        return PoolSpec(nd, _tuple(kernel, nd), _tuple(stride, nd), _tuple(padding, nd), _tuple(dilation, nd),
+                        bool(ceil_mode))
+
+    def pool(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        fn = F.max_pool2d if self.nd == 2 else F.max_pool3d
+        return fn(x, self.kernel, self.stride, self.padding, self.dilation, ceil_mode=self.ceil_mode,
+                  return_indices=True)
+
+    def scatter(self, values: Tensor, idx: Tensor, like: Tensor) -> Tensor:
+        """Each value to its winner, summed where windows share one (the gradient)."""
+        back = torch.ops.aten.max_pool2d_with_indices_backward if self.nd == 2 else \
+            torch.ops.aten.max_pool3d_with_indices_backward
+        return back(values, like, list(self.kernel), list(self.stride), list(self.padding), list(self.dilation),
+                    self.ceil_mode, idx)
+
+
+class Pooled:
+    """Relevance at a max pooling's input, held as the pooled relevance and the
+    winners' indices; what a rule of the layer below needs is formed from these."""
+
+    def __init__(self, small: Tensor, idx: Tensor, spec: PoolSpec, shape: torch.Size, layouts: dict) -> None:
+        self.small, self.idx, self.spec, self.shape = small, idx, spec, shape
+        self.dtype, self.device = small.dtype, small.device
+        self._layouts = layouts  # the indices in other memory layouts, kept by the pooling
+
+    def at_winners(self, t: Tensor) -> Tensor:
+        """``t`` (shaped like the pooling's input) at each window's winner."""
+        flat = t.reshape(*t.shape[:2], -1)
+        return flat.gather(2, self.idx.reshape(*self.idx.shape[:2], -1)).view(self.small.shape)
+
+    def dense(self, values: Tensor | None = None, fmt: torch.memory_format | None = None) -> Tensor:
+        """``values`` (default: the relevance) scattered to the winners at full resolution."""
+        values = self.small if values is None else values
+        fmt = fmt or torch.contiguous_format
+        idx = self.idx
+        if fmt is not torch.contiguous_format:
+            idx = self._layouts.get(fmt)
+            if idx is None:
+                idx = self._layouts[fmt] = self.idx.contiguous(memory_format=fmt)
+        like = torch.empty(self.shape, dtype=values.dtype, device=values.device, memory_format=fmt)
+        return self.spec.scatter(values.contiguous(memory_format=fmt), idx, like)
+
+    def divide(self, den: Tensor, eps: float | None = None, fmt: torch.memory_format | None = None) -> Tensor:
+        """The relevance divided by ``den`` (stabilised by ``eps`` when given), at full
+        resolution in layout ``fmt``: one division per window."""
+        d = self.at_winners(den)
+        if eps is not None:
+            d = stabilize(d, eps)
+        return self.dense(self.small / d, fmt)
+
+
+class MaxPoolFn(Function):
+    """2D/3D max pooling; with ``below`` (the backward node of an affine layer whose
+    output reaches the pooling through activations only) the backward runs that
+    layer's rule on :class:`Pooled` relevance and leaves the result with the layer."""
+
+    @staticmethod
+    def forward(ctx, x, spec: PoolSpec, below, run_below):
+        y, idx = spec.pool(x)
+        ctx.save_for_backward(idx)
+        ctx.spec, ctx.shape, ctx.below, ctx.run_below = spec, x.shape, below, run_below
+        ctx.layouts = {}
+        return y
+
+    @staticmethod
+    def backward(ctx, r):
+        (idx,) = ctx.saved_tensors
+        pooled = Pooled(r, idx, ctx.spec, ctx.shape, ctx.layouts)
+        below = ctx.below
+        if below is None or not getattr(below, "joined", False):
+            return pooled.dense(), None, None, None
+        part = ctx.run_below(below, pooled)
+        stash = getattr(below, "stash", None)
+        epoch = below.book.epoch
+        if stash is not None and stash[0] == epoch:  # a second pooling of the same layer in this pass
+            part = part + stash[1]
+        # what goes on through the activations: zeros that cost no memory, recognised
+        # by the layer (any other relevance arriving there is added to them)
+        hand = torch.zeros((), dtype=r.dtype, device=r.device).expand(ctx.shape)
+        below.stash = (epoch, part, hand)
+        return hand, None, None, None
+
+
+def take_stash(ctx, r: Tensor) -> tuple[Tensor | None, bool]:
+    """What a joined pooling left with this layer in the current pass, and whether
+    ``r`` is nothing but the pooling's stand-in (then the layer has no work of its own)."""
+    stash = getattr(ctx, "stash", None)
+    if stash is None:
+        return None, False
+    ctx.stash = None
+    epoch, part, hand = stash
+    if epoch != ctx.book.epoch:
+        return None, False
+    return part, r is hand
+
+
+def below_of(x: Tensor, affine_cls: type, through: tuple[type, ...]):
+    """The backward node of the affine layer that produced ``x`` through activations
+    (PassFn nodes), with the nodes on the way; (None, ()) if there is none."""
+    node, chain = x.grad_fn, []
+    while node is not None and isinstance(node, through):
+        chain.append(node)
+        node = node.next_functions[0][0]
+    if node is not None and isinstance(node, affine_cls):
+        return node, tuple(chain) + (node,)
+    return None, ()
+
+
+def keep_apart(joined: list, tapped: list[Tensor]) -> None:
+    """Undo the joining where relevance is to be read at a tensor in between."""
+    read = {t.grad_fn for t in tapped if isinstance(t, Tensor) and t.grad_fn is not None}
+    for below, chain in joined:
+        if any(node in read for node in chain):
+            below.joined = False
