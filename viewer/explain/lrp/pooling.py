@@ -65,17 +65,30 @@ class PoolSpec:
 
 class Pooled:
     """Relevance at a max pooling's input, held as the pooled relevance and the
-    winners' indices; what a rule of the layer below needs is formed from these."""
+    winners' indices; what a rule of the layer below needs is formed from these.
 
-    def __init__(self, small: Tensor, idx: Tensor, spec: PoolSpec, shape: torch.Size, layouts: dict) -> None:
+    ``cache`` belongs to the pooling and outlives one backward pass (an attribution
+    graph runs many): the layer's denominators at the winners and the winners'
+    indices in other memory layouts are formed once."""
+
+    def __init__(self, small: Tensor, idx: Tensor, spec: PoolSpec, shape: torch.Size, cache: dict) -> None:
         self.small, self.idx, self.spec, self.shape = small, idx, spec, shape
         self.dtype, self.device = small.dtype, small.device
-        self._layouts = layouts  # the indices in other memory layouts, kept by the pooling
+        self._cache = cache
 
-    def at_winners(self, t: Tensor) -> Tensor:
-        """``t`` (shaped like the pooling's input) at each window's winner."""
+    def at_winners(self, t: Tensor, eps: float | None = None) -> Tensor:
+        """``t`` (shaped like the pooling's input) at each window's winner, stabilised by
+        ``eps`` when given; remembered while ``t`` is unchanged (the forward's outputs)."""
+        key = ("at", eps, tuple(t.shape), t.dtype)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0].data_ptr() == t.data_ptr() and hit[0]._version == t._version:
+            return hit[1]
         flat = t.reshape(*t.shape[:2], -1)
-        return flat.gather(2, self.idx.reshape(*self.idx.shape[:2], -1)).view(self.small.shape)
+        d = flat.gather(2, self.idx.reshape(*self.idx.shape[:2], -1)).view(self.small.shape)
+        if eps is not None:
+            d = stabilize(d, eps)
+        self._cache[key] = (t, d)  # holding t keeps its memory from being reused by another tensor
+        return d
 
     def dense(self, values: Tensor | None = None, fmt: torch.memory_format | None = None) -> Tensor:
         """``values`` (default: the relevance) scattered to the winners at full resolution."""
@@ -83,19 +96,16 @@ class Pooled:
         fmt = fmt or torch.contiguous_format
         idx = self.idx
         if fmt is not torch.contiguous_format:
-            idx = self._layouts.get(fmt)
+            idx = self._cache.get(("idx", fmt))
             if idx is None:
-                idx = self._layouts[fmt] = self.idx.contiguous(memory_format=fmt)
+                idx = self._cache[("idx", fmt)] = self.idx.contiguous(memory_format=fmt)
         like = torch.empty(self.shape, dtype=values.dtype, device=values.device, memory_format=fmt)
         return self.spec.scatter(values.contiguous(memory_format=fmt), idx, like)
 
     def divide(self, den: Tensor, eps: float | None = None, fmt: torch.memory_format | None = None) -> Tensor:
         """The relevance divided by ``den`` (stabilised by ``eps`` when given), at full
         resolution in layout ``fmt``: one division per window."""
-        d = self.at_winners(den)
-        if eps is not None:
-            d = stabilize(d, eps)
-        return self.dense(self.small / d, fmt)
+        return self.dense(self.small / self.at_winners(den, eps), fmt)
 
 
 class MaxPoolFn(Function):
@@ -108,13 +118,13 @@ class MaxPoolFn(Function):
         y, idx = spec.pool(x)
         ctx.save_for_backward(idx)
         ctx.spec, ctx.shape, ctx.below, ctx.run_below = spec, x.shape, below, run_below
-        ctx.layouts = {}
+        ctx.cache = {}
         return y
 
     @staticmethod
     def backward(ctx, r):
         (idx,) = ctx.saved_tensors
-        pooled = Pooled(r, idx, ctx.spec, ctx.shape, ctx.layouts)
+        pooled = Pooled(r, idx, ctx.spec, ctx.shape, ctx.cache)
         below = ctx.below
         if below is None or not getattr(below, "joined", False):
             return pooled.dense(), None, None, None
