@@ -15,6 +15,7 @@ from torch import nn
 
 from viewer.explain.graph import concept_relevance
 from viewer.explain.lrp import handlers, lrp, ops, pooling
+from viewer.explain.lrp.rules import RULES
 
 POOLS = (F.max_pool2d, F.max_pool3d)
 
@@ -148,3 +149,21 @@ def test_demo_model_joined_in_float32(joins, monkeypatch):
         apart = _apart(monkeypatch, lambda: lrp(model.module, x, preset=preset))
         _close(joined.relevance, apart.relevance, 1e-5)
         assert joined.absorbed == pytest.approx(apart.absorbed, rel=1e-4, abs=1e-6 * abs(apart.explained))
+
+
+@pytest.mark.parametrize("rule", sorted(set(RULES) - {"norm"}))  # norm: parameter-free maps only
+def test_every_rule_below_a_pooling_gives_the_apart_map(rule, monkeypatch):
+    """Each rule, put on the layer below a max pooling (an override): rules that take
+    pooled relevance and rules that do not (given the relevance at full resolution)."""
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 4, 3),
+                          nn.ReLU(), nn.Flatten(), nn.LazyLinear(3))
+    x = torch.rand(1, 8, 12, 12)
+    model(x)
+    model = model.double().eval()
+    x = x.double()
+    kw = dict(overrides={"0": rule}, low=0.0, high=1.0)
+    joined = lrp(model, x, **kw)
+    apart = _apart(monkeypatch, lambda: lrp(model, x, **kw))
+    _close(joined.relevance, apart.relevance, 1e-10)
+    assert joined.absorbed == pytest.approx(apart.absorbed, rel=1e-9, abs=1e-12)

@@ -104,8 +104,10 @@ class Pooled:
 
     def divide(self, den: Tensor, eps: float | None = None, fmt: torch.memory_format | None = None) -> Tensor:
         """The relevance divided by ``den`` (stabilised by ``eps`` when given), at full
-        resolution in layout ``fmt``: one division per window."""
-        return self.dense(self.small / self.at_winners(den, eps), fmt)
+        resolution in layout ``fmt``: one division per window. The values at the
+        winners stay in ``quotient`` (per-channel sums of the quotient, for the ledger)."""
+        self.quotient = self.small / self.at_winners(den, eps)
+        return self.dense(self.quotient, fmt)
 
 
 class MaxPoolFn(Function):

@@ -83,6 +83,12 @@ def report(shares: list | None, bias: Tensor, den: Tensor | None = None, stab: T
         shares.append((bias, den, stab))
 
 
+def _small(q: Tensor, r) -> Tensor:
+    """The quotient ``q`` as its values at a max pooling's winners when ``r`` is pooled
+    relevance (its per-channel sums are the same, at a fraction of the size)."""
+    return q if isinstance(r, Tensor) else r.quotient
+
+
 def mark_nonneg(t: Tensor) -> Tensor:
     """Record that ``t`` holds no negative value (a ReLU output), valid until ``t`` is
     modified in place (the mark carries the tensor's version)."""
@@ -119,11 +125,13 @@ class Rule:
         closed forms the ledger checks the result against."""
         raise NotImplementedError
 
+    pooled = False  # see takes_pooled
+
     def takes_pooled(self, saved: tuple) -> bool:
         """Whether ``backward`` reads its relevance only through ``op.quotient`` /
         ``divide``, so that it can take relevance at a max pooling's input in pooled
         form (``pooling.Pooled``)."""
-        return False
+        return self.pooled
 
 
 @dataclass(frozen=True)
@@ -132,13 +140,11 @@ class Epsilon(Rule):
 
     epsilon: float = 1e-6
     name = "epsilon"
+    pooled = True
 
     def forward(self, op, x, w, b):
         y = op.forward(x, w, b)
         return y, (x, y)
-
-    def takes_pooled(self, saved):
-        return True
 
     def backward(self, op, saved, w, b, r, shares=None):
         x, y = saved
@@ -178,7 +184,7 @@ class ZPlus(Rule):
             g = op.quotient(r, z, w, x)
             if shares is not None:
                 # Σ g·(z + ε) = Σ r: the stabiliser took ε·Σg, the bias Σ g·b⁺
-                sums = channel_sums(op, g)
+                sums = channel_sums(op, _small(g, r))
                 bias = g.new_zeros((), dtype=torch.float64) if b is None else dot(sums, _pos(b))
                 report(shares, bias, stab=sums.sum(dtype=torch.float64) * self.stabilizer)
             return op.vjp(g, _wpos(w), x).mul_(x)
@@ -321,19 +327,21 @@ class Gamma(Rule):
         some relevance arrives at negative outputs (often none does, e.g. when a ReLU
         follows), which saves a third of the layer's cost."""
         s = op.quotient(r, den, w, x)
-        neg = torch.where(den < 0, s, 0.0)
-        has_neg = bool(neg.any())
+        small, den_small = _small(s, r), (den if isinstance(r, Tensor) else r.at_winners(den))
+        neg_small = torch.where(den_small < 0, small, 0.0)
+        has_neg = bool(neg_small.any())
+        neg = neg_small if small is s else (torch.where(den < 0, s, 0.0) if has_neg else None)
         if shares is not None:
-            pos_sums = channel_sums(op, s)
-            neg_sums = channel_sums(op, neg) if has_neg else None
+            pos_sums = channel_sums(op, small)
+            neg_sums = channel_sums(op, neg_small) if has_neg else None
             total = pos_sums.sum(dtype=torch.float64)
             neg_total = neg_sums.sum(dtype=torch.float64) if has_neg else 0.0
             # s·(den ∓ ε) = r ∓ ε·s: the stabiliser took ε·(Σ s where den > 0 − Σ s where den < 0),
             # and all the relevance of outputs with y = 0 (infinite denominator)
             stab = (total - 2 * neg_total) * self.stabilizer
             if any_zero:
-                rr, dd = (r, den) if isinstance(r, Tensor) else (r.small, r.at_winners(den))
-                stab = stab + torch.where(torch.isinf(dd), rr, 0.0).sum(dtype=torch.float64)
+                rr = r if isinstance(r, Tensor) else r.small
+                stab = stab + torch.where(torch.isinf(den_small), rr, 0.0).sum(dtype=torch.float64)
             bias = s.new_zeros((), dtype=torch.float64)
             if b is not None:  # b + γb⁺ where the output is positive, b + γb⁻ where negative
                 bp, bn = b + self.gamma * b.clamp(min=0), b + self.gamma * b.clamp(max=0)
@@ -353,6 +361,7 @@ class WSquare(Rule):
 
     stabilizer: float = 1e-6
     name = "wsquare"
+    pooled = True
 
     def shares(self, w, b, dtype):
         """The weights (and bias) that decide each input's share of the output's relevance."""
@@ -360,9 +369,6 @@ class WSquare(Rule):
 
     def forward(self, op, x, w, b):
         return op.forward(x, w, b), (x,)
-
-    def takes_pooled(self, saved):
-        return True
 
     def backward(self, op, saved, w, b, r, shares=None):
         (x,) = saved
@@ -392,6 +398,7 @@ class ZBox(Rule):
     high: object = None
     stabilizer: float = 1e-6
     name = "zbox"
+    pooled = True
 
     def _scalar_bounds(self):
         """Both bounds plain numbers: then the bound terms are constant maps."""
@@ -423,9 +430,6 @@ class ZBox(Rule):
         z = op.forward(x, w, None) - op.forward(lo, w.clamp(min=0), None) - op.forward(hi, w.clamp(max=0), None)
         return y, (x, z)
 
-    def takes_pooled(self, saved):
-        return True
-
     def backward(self, op, saved, w, b, r, shares=None):
         x, z = saved
         g = divide(r, z, self.stabilizer)
@@ -447,9 +451,6 @@ class Pass(Rule):
 
     def forward(self, op, x, w, b):
         return op.forward(x, w, b), (x,)
-
-    def takes_pooled(self, saved):
-        return True
 
     def backward(self, op, saved, w, b, r, shares=None):
         (x,) = saved
