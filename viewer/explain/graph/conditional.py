@@ -189,7 +189,8 @@ class ConditionalPass:
         if todo:
             self.progress.check()
             seed = self.seed.expand(self.batch, *self.seed.shape[1:]) if self.batch > 1 else self.seed
-            self.traced.book.reset(batch=self.batch if self.batch > 1 else self.x.shape[0])
+            # nobody reads this pass's ledger, except to learn whether copies can be told apart
+            self.traced.book.reset(batch=self.batch if self.batch > 1 else self.x.shape[0], active=self.batch > 1)
             self.traced.read_at([self.tensors[n] for n in todo])
             grads = torch.autograd.grad(self.traced.output, [self.tensors[n] for n in todo], seed,
                                         retain_graph=True, allow_unused=True)
