@@ -2,15 +2,17 @@
 
 Max pooling hands each window's relevance to the window's winner (its gradient).
 The relevance at the pooling's input is therefore zero except at the winners, one
-value per window. A z-rule below (ε, z⁺, γ on non-negative inputs) divides that
-relevance by its layer's output: it needs the division at the winners only. When
+value per window. A rule below that divides that relevance by one denominator (ε,
+ZBox, flat, w², and z⁺ and γ on non-negative inputs; ``Rule.takes_pooled``) needs the
+division at the winners only. When
 the pooling's input comes straight from such a layer (through activations, which
 pass relevance unchanged), the pooling's backward runs that layer's rule itself, on
 :class:`Pooled` relevance: the division reads the layer's output at the winners
 (one value per window instead of one per voxel) and only the quotient is written at
 full resolution, in the layout the layer's transposed map reads. The relevance at
-the pooling's input is never formed (on the 3D demo model a quarter of each
-masked pass of an attribution graph).
+the pooling's input is never formed, nor kept: the pooling saves its winners'
+indices, not its input (VGG16: 17 % less peak memory; on the 3D demo model the
+full-resolution division was 1.5–2 ms of a 9 ms masked pass of an attribution graph).
 
 The layer's own backward then only hands on what the pooling left with it
 (:func:`take_stash`). Where relevance also reaches the activations by another path
