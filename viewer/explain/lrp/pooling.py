@@ -11,7 +11,7 @@ pass relevance unchanged), the pooling's backward runs that layer's rule itself,
 (one value per window instead of one per voxel) and only the quotient is written at
 full resolution, in the layout the layer's transposed map reads. The relevance at
 the pooling's input is never formed, nor kept: the pooling saves its winners'
-indices, not its input (VGG16: 17 % less peak memory; on the 3D demo model the
+indices, not its input (VGG16: 12–17 % less peak memory; on the 3D demo model the
 full-resolution division was 1.5–2 ms of a 9 ms masked pass of an attribution graph).
 
 The layer's own backward then only hands on what the pooling left with it
