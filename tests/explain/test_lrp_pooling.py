@@ -167,3 +167,35 @@ def test_every_rule_below_a_pooling_gives_the_apart_map(rule, monkeypatch):
     apart = _apart(monkeypatch, lambda: lrp(model, x, **kw))
     _close(joined.relevance, apart.relevance, 1e-10)
     assert joined.absorbed == pytest.approx(apart.absorbed, rel=1e-9, abs=1e-12)
+
+
+def _real(net: str) -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(11)
+    if net == "densenet121-3d":
+        from monai.networks.nets import DenseNet121
+
+        model, x = DenseNet121(spatial_dims=3, in_channels=1, out_channels=3), torch.rand(2, 1, 32, 32, 32)
+    else:
+        import torchvision
+
+        model, x = getattr(torchvision.models, net)(num_classes=3), torch.randn(2, 3, 64, 64)
+    model.train()
+    with torch.no_grad():
+        model(x)  # BatchNorm statistics that are not the identity
+    return model.double().eval(), x[:1].double()
+
+
+@pytest.mark.parametrize("net", ["vgg11_bn", "resnet18", "densenet121-3d"])
+def test_real_architectures_joined_equal_apart(net, joins, monkeypatch):
+    """torchvision VGG (a pooling after every block) and ResNet (the stem's pooling),
+    MONAI DenseNet121 in 3D (a padded 3³ stride-2 pooling after the stem)."""
+    model, x = _real(net)
+    for preset in ("epsilon", "epsilon-gamma-box", "epsilon-plus"):
+        joins.clear()
+        joined = lrp(model, x, preset=preset)
+        apart = _apart(monkeypatch, lambda: lrp(model, x, preset=preset))
+        if preset != "epsilon-plus" or net == "vgg11_bn":  # ε+ on a signed stem input has no single quotient
+            assert any(joins), preset
+        _close(joined.relevance, apart.relevance, 1e-9)
+        assert joined.absorbed == pytest.approx(apart.absorbed, rel=1e-8, abs=1e-10)
+        assert joined.meta["ledger_leaks"] == []
