@@ -8,12 +8,12 @@ suites had run in the same process; never in a process that runs the UI tests al
 full run keeps the UI tests apart, and they still must all pass. ``pytest tests/ui``
 runs them directly, as before.
 
-Later runs of the UI tests alone crashed the same way, in about one run of four here
+Later runs of the UI tests alone crashed the same way, in three runs of eight here
 (always in the fixture's flush of deferred deletions after a test, at a different test
 each time; collecting garbage after the deletions instead of before made no
 difference). A core dump of one such crash: the wrapper is of a layout nested in a box
-layout (deleted by ``QBoxLayout::~QBoxLayout``) of a widget made from a Python subclass
-of QWidget, deleted with the main window; nesting layouts locally, and widgets whose
+layout (deleted by ``QBoxLayout::~QBoxLayout``) of a QWidget made in Python (plain or a
+subclass), deleted with the main window; nesting layouts locally, and widgets whose
 Python object a collection frees while Qt still parents them, were tried alone and do
 not crash. Until that is fixed, a run that crashes there is reported and run again, up
 to twice; crashing every time, or any failing test, still fails.
