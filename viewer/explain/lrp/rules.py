@@ -327,10 +327,12 @@ class Gamma(Rule):
         some relevance arrives at negative outputs (often none does, e.g. when a ReLU
         follows), which saves a third of the layer's cost."""
         s = op.quotient(r, den, w, x)
-        small, den_small = _small(s, r), (den if isinstance(r, Tensor) else r.at_winners(den))
+        # pooled r: sums and the negative-output check read the quotient at the winners
+        pooled = not isinstance(r, Tensor)
+        small, den_small = (_small(s, r), r.at_winners(den)) if pooled else (s, den)
         neg_small = torch.where(den_small < 0, small, 0.0)
         has_neg = bool(neg_small.any())
-        neg = neg_small if small is s else (torch.where(den < 0, s, 0.0) if has_neg else None)
+        neg = (torch.where(den < 0, s, 0.0) if has_neg else None) if pooled else neg_small
         if shares is not None:
             pos_sums = channel_sums(op, small)
             neg_sums = channel_sums(op, neg_small) if has_neg else None
@@ -340,7 +342,7 @@ class Gamma(Rule):
             # and all the relevance of outputs with y = 0 (infinite denominator)
             stab = (total - 2 * neg_total) * self.stabilizer
             if any_zero:
-                rr = r if isinstance(r, Tensor) else r.small
+                rr = r.small if pooled else r
                 stab = stab + torch.where(torch.isinf(den_small), rr, 0.0).sum(dtype=torch.float64)
             bias = s.new_zeros((), dtype=torch.float64)
             if b is not None:  # b + γb⁺ where the output is positive, b + γb⁻ where negative
