@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from viewer.explain.graph.conditional import (
-    FORWARD_SHARE, ConditionalPass, channel_mask, channel_sums, span,
+    FORWARD_SHARE, ConditionalPass, channel_sums, span,
 )
 from viewer.explain.graph.errors import GraphError
 from viewer.explain.graph.layers import candidates, check_layer_names, pick_defaults
@@ -153,20 +153,19 @@ def _build(cp: ConditionalPass, names: list[str], widths: list[int], heatmaps: b
     done = 0
     for level, layer in enumerate(names, start=1):
         below = names[level] if level < len(names) else None
-        dim = cp.dims[layer]
         next_frontier: list[str] = []
         for start in range(0, len(frontier), cp.batch):  # cp.batch nodes share each backward pass
             part = frontier[start:start + cp.batch]
             progress.step(done, steps)
             done += len(part)
-            masks = [rel[layer] * channel_mask(rel[layer], dim, nodes[nid].channel) for nid in part]
+            channels = [nodes[nid].channel for nid in part]
             if below is None:
                 if heatmaps:
-                    for nid, (heat, absorbed) in zip(part, cp.down_many(layer, masks)):
+                    for nid, (heat, absorbed) in zip(part, cp.down_channels(layer, channels)):
                         nodes[nid] = _settle(nodes[nid], float(heat.sum(dtype=torch.float64)), absorbed, heat)
                         maps[nid] = heat.to(cp.x.dtype)
                 continue
-            results = cp.down_many(layer, masks, to=below)
+            results = cp.down_channels(layer, channels, to=below)
             for nid, (flow, absorbed) in zip(part, results):
                 node = nodes[nid]
                 flows = channel_sums(flow, cp.dims[below])
@@ -183,7 +182,7 @@ def _build(cp: ConditionalPass, names: list[str], widths: list[int], heatmaps: b
                     bypass[layer] = _bypasses(cp.tensors[layer], cp.tensors[below], cp.traced.input)
                 # from the flows at the layer below (sharing the flows' pass) unless a path
                 # from the node to the input avoids that layer
-                heats = cp.down_many(layer, masks, ledger=False) if bypass[layer] else \
+                heats = cp.down_channels(layer, channels, ledger=False) if bypass[layer] else \
                     cp.down_many(below, [f for f, _ in results], ledger=False)
                 for nid, (heat, _) in zip(part, heats):
                     nodes[nid] = replace(nodes[nid], heatmap_sum=float(heat.sum(dtype=torch.float64)))
@@ -264,8 +263,7 @@ def expand(graph: AttributionGraph, nid: str, width: int = 3, layer: str | None 
     dims = {**dict(graph.channel_dims), layer: cp.dims[layer]}
     sums = channel_sums(rel[layer], cp.dims[layer])
     total = float(sums.abs().sum())
-    flow, absorbed = cp.down(node.layer, rel[node.layer] * channel_mask(rel[node.layer], cp.dims[node.layer],
-                                                                        node.channel), to=layer)
+    ((flow, absorbed),) = cp.down_channels(node.layer, [node.channel], to=layer)
     flows = channel_sums(flow, cp.dims[layer])
     have = {e.target for e in graph.children(nid)}
     fresh = [c for c in _top(flows, flows.numel()) if node_id(layer, c) not in have and float(flows[c]) != 0.0][:w]
@@ -276,7 +274,7 @@ def expand(graph: AttributionGraph, nid: str, width: int = 3, layer: str | None 
     if new_layer:  # the node's relevance now leaves towards the new layer, not the input
         nodes[nid] = _settle(nodes[nid], float(flows.sum()), absorbed, None)
     unseen = [c for c in fresh if node_id(layer, c) not in nodes]
-    heats = cp.down_many(layer, [rel[layer] * channel_mask(rel[layer], cp.dims[layer], c) for c in unseen])
+    heats = cp.down_channels(layer, unseen)
     for c, (heat, ab) in zip(unseen, heats):
         cid = node_id(layer, c)
         r = float(sums[c])

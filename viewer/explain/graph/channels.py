@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from viewer.explain.graph.conditional import (
-    MAX_BATCH, ConditionalPass, auto_batch, channel_mask, channel_sums, span,
+    MAX_BATCH, ConditionalPass, auto_batch, channel_sums, span,
 )
 from viewer.explain.graph.errors import GraphError
 from viewer.explain.progress import Progress
@@ -107,7 +107,7 @@ def _inside(cp: ConditionalPass, layer: str, r: torch.Tensor, dim: int, region: 
     sums = channel_sums(r.abs(), dim)
     values = torch.zeros(r.shape[dim], dtype=torch.float64)
     live = torch.nonzero(sums).flatten().tolist()
-    heats = cp.down_many(layer, [r * channel_mask(r, dim, c) for c in live], ledger=False)
+    heats = cp.down_channels(layer, live, ledger=False)
     for c, (heat, _) in zip(live, heats):
         values[c] = float((heat.double() * region).sum())
     return values

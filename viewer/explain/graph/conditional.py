@@ -55,14 +55,12 @@ def channel_sums(t: torch.Tensor, dim: int) -> torch.Tensor:
     return flat.sum(1).double()
 
 
-def channel_mask(t: torch.Tensor, dim: int, channels: "int | Sequence[int]") -> torch.Tensor:
-    """A 0/1 tensor that broadcasts against ``t`` and keeps only ``channels`` along ``dim``."""
-    shape = [1] * t.ndim
-    shape[dim] = t.shape[dim]
-    mask = torch.zeros(shape, dtype=t.dtype, device=t.device)
-    idx = [channels] if isinstance(channels, int) else list(channels)
-    mask.view(-1)[torch.as_tensor(idx, dtype=torch.long, device=t.device)] = 1
-    return mask
+def channel_part(t: torch.Tensor, dim: int, channels: "int | Sequence[int]") -> torch.Tensor:
+    """``t`` with every channel along ``dim`` but ``channels`` set to zero."""
+    idx = torch.as_tensor([channels] if isinstance(channels, int) else list(channels), dtype=torch.long,
+                          device=t.device)
+    out = torch.zeros_like(t, memory_format=torch.contiguous_format)
+    return out.index_copy_(dim, idx, t.detach().index_select(dim, idx))
 
 
 BATCH_BUDGET = 2 ** 16  # input elements (all copies together) up to which masked passes are batched
@@ -212,15 +210,31 @@ class ConditionalPass:
         """:meth:`down_many` for one tensor."""
         return self.down_many(layer, [relevance], to)[0]
 
+    def down_channels(self, layer: str, groups: Sequence["int | Sequence[int]"], to: str | None = None,
+                      ledger: bool = True) -> list[tuple[torch.Tensor, float]]:
+        """:meth:`down_many` for the target's relevance at ``layer`` through each channel
+        group of ``groups`` (every other channel of the layer set to zero). The layer
+        below is told which channels carry relevance, so it need not look."""
+        r, dim = self.relevance([layer])[layer], self.dims[layer]
+        parts = [channel_part(r, dim, g) for g in groups]
+        live = [[g] if isinstance(g, int) else list(g) for g in groups]
+        return self.down_many(layer, parts, to, ledger, live=live)
+
     def down_many(self, layer: str, relevances: Sequence[torch.Tensor], to: str | None = None,
-                  ledger: bool = True) -> list[tuple[torch.Tensor, float]]:
+                  ledger: bool = True, live: Sequence[Sequence[int]] | None = None,
+                  ) -> list[tuple[torch.Tensor, float]]:
         """Propagate each of ``relevances`` (shaped like one copy of ``layer``'s output) down
         to layer ``to``'s output or, with ``to=None``, to the input; ``batch`` at a time.
         Returns the relevance arriving there and the part absorbed on the way, per tensor
-        (NaN with ``ledger=False``, which spares the ledger's per-copy sums)."""
+        (NaN with ``ledger=False``, which spares the ledger's per-copy sums). ``live``:
+        per tensor, the channels (along the layer's channel dimension) outside which it
+        is zero; without it the tensors count as dense (flows from a layer above: a
+        dense layer spreads a channel's relevance over all channels) and no layer looks
+        for channels without relevance."""
         src = self.tensors[layer]
         dst = self.traced.input if to is None else self.tensors[to]
         self.traced.read_at([dst])
+        book = self.traced.book
         out: list[tuple[torch.Tensor, float]] = []
         for start in range(0, len(relevances), self.batch):
             self.progress.check()
@@ -230,24 +244,26 @@ class ConditionalPass:
             else:
                 grad = chunk[0]
             split = self.batch > 1 and ledger
-            self.traced.book.reset(batch=self.batch if split else (0 if self.batch > 1 else self.x.shape[0]),
-                                   active=ledger)
-            self.traced.book.sparse = True
+            book.reset(batch=self.batch if split else (0 if self.batch > 1 else self.x.shape[0]), active=ledger)
+            book.sparse = live is not None  # relevance in a few channels: the layers below run on those
+            if live is not None:
+                channels = sorted({c for group in live[start:start + self.batch] for c in group})
+                book.live = (grad, self.dims[layer] - src.ndim, torch.as_tensor(channels, device=grad.device))
             try:
                 (g,) = torch.autograd.grad(src, dst, grad, retain_graph=True, allow_unused=True)
             finally:
-                self.traced.book.sparse = False
+                book.sparse, book.live = False, None
             if g is None and to is not None:
                 raise GraphError(f"No relevance flows from layer {layer!r} to layer {to!r}: {to!r} is not below "
                                  f"{layer!r} on a path to the input. Order layers from the output towards the input.")
             if g is None:
                 g = torch.zeros_like(dst)
-            rows = self.traced.book.per_row() if split else None
+            rows = book.per_row() if split else None
             for i in range(len(chunk)):
                 if self.batch > 1:
                     out.append((g[i:i + 1].detach(), float(rows[i]) if rows is not None else float("nan")))
                 else:
-                    out.append((g.detach(), self.traced.book.total() if ledger else float("nan")))
+                    out.append((g.detach(), book.total() if ledger else float("nan")))
         return out
 
 
@@ -319,7 +335,7 @@ def concept_relevance(
     for start in range(0, len(groups), cp.batch):
         steps.step(start, len(groups))
         part = groups[start:start + cp.batch]
-        for group, (heat, ab) in zip(part, cp.down_many(layer, [r_layer * channel_mask(r_layer, dim, g) for g in part])):
+        for group, (heat, ab) in zip(part, cp.down_channels(layer, part)):
             maps.append(heat.to(x.dtype))
             rel.append(float(per_channel[list(group)].sum()))
             sums.append(float(heat.sum(dtype=torch.float64)))

@@ -63,6 +63,9 @@ class Book:
         # set by a caller whose relevance starts in a few channels of a layer (conditional
         # passes): layers then run their rule on the channels that carry relevance only
         self.sparse = False
+        # (tensor, channel dim, channel indices): the caller knows which channels of that
+        # relevance tensor carry anything, so the layer it reaches need not look
+        self.live: tuple[Tensor, int, Tensor] | None = None
         self.epoch = 0  # counts backward passes (see pooling.take_stash)
         self._sums: OrderedDict[int, tuple[weakref.ref, int, Tensor, Tensor | None]] = OrderedDict()
 
