@@ -13,10 +13,12 @@ import functools
 import itertools
 import math
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+
+from viewer.explain.lrp import sparse
 
 
 def _tuple(value, n: int) -> tuple[int, ...]:
@@ -40,6 +42,10 @@ class AffineOp:
     dilation: tuple[int, ...] = ()
     output_padding: tuple[int, ...] = ()
     groups: int = 1
+    # in a backward pass: the (batch, output position) pairs, flattened, outside which the
+    # relevance is zero, when they are few (``sparse.support``); the transposed map then
+    # works from those positions only
+    support: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
     @staticmethod
     def conv(nd: int, stride=1, padding=0, dilation=1, groups=1) -> "AffineOp":
@@ -69,6 +75,8 @@ class AffineOp:
         """Transpose of the map applied to ``g`` (shaped like the output); result shaped like x."""
         if self.kind == "linear":
             return g.matmul(weight.to(g.dtype))
+        if self.support is not None:
+            return sparse.transposed(self, g, weight.to(g.dtype), x, self.support)
         if self._few_inputs(g, (weight,), x):
             return self._vjp_depthwise(g, (weight,), x)[0]
         pad = [d * (k - 1) - p for d, k, p in zip(self.dilation, weight.shape[2:], self.padding)]
@@ -119,6 +127,8 @@ class AffineOp:
         self, g: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, x: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(vjp(g, w1, x), vjp(g, w2, x))``, in one pass over ``g`` where that is faster."""
+        if self.support is not None:
+            return self.vjp(g, w1, x), self.vjp(g, w2, x)
         if self._few_inputs(g, (w1, w2), x):
             a, b = self._vjp_depthwise(g, (w1, w2), x)
             return a, b

@@ -66,6 +66,9 @@ class Book:
         # (tensor, channel dim, channel indices): the caller knows which channels of that
         # relevance tensor carry anything, so the layer it reaches need not look
         self.live: tuple[Tensor, int, Tensor] | None = None
+        # whether convolutions still look for relevance confined to a few positions
+        # (``sparse.support``); the first that finds it spread out turns this off
+        self.spatial = True
         self.epoch = 0  # counts backward passes (see pooling.take_stash)
         self._sums: OrderedDict[int, tuple[weakref.ref, int, Tensor, Tensor | None]] = OrderedDict()
 
@@ -76,6 +79,7 @@ class Book:
         self.rows = [] if batch > 1 and active else None
         self.batch = batch
         self.active = active
+        self.spatial = True
         self.epoch += 1
         self._sums.clear()
 

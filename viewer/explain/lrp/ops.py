@@ -22,11 +22,13 @@ Three conventions keep in-place code and half precision working:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import torch
 from torch.autograd import Function
 
+from viewer.explain.lrp import sparse
 from viewer.explain.lrp.affine import AffineOp, derived, divide
 from viewer.explain.lrp.ledger import Book, Site
 from viewer.explain.lrp.pooling import Pooled, take_stash
@@ -179,7 +181,16 @@ def affine_backward(ctx, r: "Tensor | Pooled") -> Tensor:
                       for i, t in enumerate(saved))
         w, b = w.index_select(wdim, live), None if b is None else b.index_select(0, live)
         r_used = r.index_select(cdim, live)
-    r_in = ctx.rule.backward(ctx.op, saved, w, b, r_used, shares)
+    op = ctx.op
+    if ctx.book.spatial and sparse.applies(op, r_used):
+        # relevance at a few positions only (below a global max pooling, or a conditional
+        # pass of a localised feature): the transposed map runs from those positions
+        support = sparse.support(op, r_used, w)
+        if support is None:
+            ctx.book.spatial = False  # relevance spreads going down: stop looking in this pass
+        else:
+            op = replace(op, support=support)
+    r_in = ctx.rule.backward(op, saved, w, b, r_used, shares)
     if shares is not None:
         bias, den, stab = shares[0] if shares else (None, None, None)
         ctx.book.absorb(ctx.site, r.small if pooled else r, r_in, bias=bias, den=den, stab=stab)

@@ -24,6 +24,7 @@ unjoined backward gives. Where relevance is read at one of the tensors in betwee
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -91,6 +92,14 @@ class Pooled:
             d = stabilize(d, eps)
         self._cache[key] = (t, d)  # holding t keeps its memory from being reused by another tensor
         return d
+
+    def positions(self) -> Tensor:
+        """The winners that receive relevance (not zero, or NaN), as flattened (batch,
+        position) indices into the pooling's input, each once."""
+        b, c = self.idx.shape[:2]
+        plane = math.prod(self.shape[2:])
+        offsets = torch.arange(b, device=self.idx.device).view(b, 1, *([1] * (self.idx.dim() - 2))) * plane
+        return (self.idx + offsets)[self.small.ne(0)].unique()
 
     def dense(self, values: Tensor | None = None, fmt: torch.memory_format | None = None) -> Tensor:
         """``values`` (default: the relevance) scattered to the winners at full resolution."""
