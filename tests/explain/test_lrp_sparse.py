@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from viewer.explain.graph import attribution_graph, concept_relevance
-from viewer.explain.lrp import lrp, sparse
+from viewer.explain.lrp import lrp, pooling, sparse
 from viewer.explain.lrp.affine import AffineOp
 from viewer.explain.lrp.ledger import Book
 from viewer.explain.lrp.rules import RULES
@@ -99,12 +99,12 @@ class _MaxHead(nn.Module):
     and a global max pooling head: relevance reaches the last convolutions at a few
     positions."""
 
-    def __init__(self, nd: int, cin: int) -> None:
+    def __init__(self, nd: int, cin: int, window: tuple = (2, 2, 0)) -> None:
         super().__init__()
         conv, pool = (nn.Conv2d, nn.MaxPool2d) if nd == 2 else (nn.Conv3d, nn.MaxPool3d)
         norm = nn.BatchNorm2d if nd == 2 else nn.BatchNorm3d
         self.features = nn.Sequential(
-            conv(cin, 8, 3, padding=1), norm(8), nn.ReLU(), pool(2),
+            conv(cin, 8, 3, padding=1), norm(8), nn.ReLU(), pool(*window),
             conv(8, 12, 3, padding=2, dilation=2), nn.ReLU(),
             conv(12, 16, 3, stride=2, padding=1), nn.ReLU(),
             conv(16, 16, 3, padding=1), nn.ReLU(),
@@ -116,9 +116,9 @@ class _MaxHead(nn.Module):
         return self.fc(self.head(self.features(x)).flatten(1))
 
 
-def _model(nd: int, cin: int) -> tuple[nn.Module, torch.Tensor]:
+def _model(nd: int, cin: int, window: tuple = (2, 2, 0)) -> tuple[nn.Module, torch.Tensor]:
     torch.manual_seed(nd * 10 + cin)
-    model = _MaxHead(nd, cin)
+    model = _MaxHead(nd, cin, window)
     x = torch.rand(2, cin, *([96] * nd if nd == 2 else [32] * nd))
     model.train()
     with torch.no_grad():
@@ -159,13 +159,32 @@ def test_every_rule_from_few_positions(rule, used, monkeypatch):
     assert got.absorbed == pytest.approx(want.absorbed, rel=1e-9, abs=1e-12)
 
 
-def test_graph_and_concepts_from_few_positions_equal_dense(used, monkeypatch):
-    """Conditional passes: a channel's relevance stays local for several layers."""
-    model, x = _model(3, 1)
+@pytest.fixture
+def kept(monkeypatch):
+    """Counts quotients written at a few winners into a pooling's kept zero buffer."""
+    calls = []
+    real = pooling.Pooled._into_kept
+
+    def spy(self, values, fmt):
+        calls.append(int(self.small.ne(0).sum()))
+        return real(self, values, fmt)
+
+    monkeypatch.setattr(pooling.Pooled, "_into_kept", spy)
+    return calls
+
+
+@pytest.mark.parametrize("window", [(2, 2, 0), (3, 2, 1)])
+def test_graph_and_concepts_from_few_positions_equal_dense(window, used, kept, monkeypatch):
+    """Conditional passes: a channel's relevance stays local for several layers, down
+    to the pooling (tiling or overlapping windows) joined to the input layer."""
+    model, x = _model(3, 1, window)
     x = x[:1]
     layers = ["features.8", "features.6", "features.4"]
     got = attribution_graph(model, x, layers=layers, width=(3, 2, 2))
     assert used
+    # at this size relevance reaches the tiling pooling spread over more than 5 % of its
+    # winners (the dense quotient), the overlapping one at fewer (the kept buffer)
+    assert bool(kept) == (window[0] == 3)
     want = _dense(monkeypatch, lambda: attribution_graph(model, x, layers=layers, width=(3, 2, 2)))
     assert [n.id for n in got.nodes] == [n.id for n in want.nodes]
     for a, b in zip(got.edges, want.edges):
@@ -179,7 +198,7 @@ def test_graph_and_concepts_from_few_positions_equal_dense(used, monkeypatch):
     assert a.absorbed == pytest.approx(b.absorbed, rel=1e-9, abs=1e-12)
 
 
-def test_demo_graph_in_float32(used, monkeypatch):
+def test_demo_graph_in_float32(used, kept, monkeypatch):
     """The 3D demo model (a global max pooling head) in float32."""
     from viewer.io import load_scan
     from viewer.models import load_model
@@ -189,7 +208,7 @@ def test_demo_graph_in_float32(used, monkeypatch):
     model = load_model(paths.model3d)
     x, _ = model.prepare(load_scan(paths.scan))
     got = attribution_graph(model.module, x)
-    assert used
+    assert used and kept
     want = _dense(monkeypatch, lambda: attribution_graph(model.module, x))
     assert [e.target for e in got.edges] == [e.target for e in want.edges]
     for nid, heat in want.heatmaps.items():

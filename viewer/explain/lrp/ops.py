@@ -190,7 +190,11 @@ def affine_backward(ctx, r: "Tensor | Pooled") -> Tensor:
             ctx.book.spatial = False  # relevance spreads going down: stop looking in this pass
         else:
             op = replace(op, support=support)
-    r_in = ctx.rule.backward(op, saved, w, b, r_used, shares)
+    try:
+        r_in = ctx.rule.backward(op, saved, w, b, r_used, shares)
+    finally:
+        if pooled:
+            r.done()
     if shares is not None:
         bias, den, stab = shares[0] if shares else (None, None, None)
         ctx.book.absorb(ctx.site, r.small if pooled else r, r_in, bias=bias, den=den, stab=stab)

@@ -78,6 +78,7 @@ class Pooled:
         self.small, self.idx, self.spec, self.shape = small, idx, spec, shape
         self.dtype, self.device = small.dtype, small.device
         self._cache = cache
+        self._written: tuple[Tensor, Tensor] | None = None  # see few()
 
     def at_winners(self, t: Tensor, eps: float | None = None) -> Tensor:
         """``t`` (shaped like the pooling's input) at each window's winner, stabilised by
@@ -101,10 +102,26 @@ class Pooled:
         offsets = torch.arange(b, device=self.idx.device).view(b, 1, *([1] * (self.idx.dim() - 2))) * plane
         return (self.idx + offsets)[self.small.ne(0)].unique()
 
+    def few(self) -> None:
+        """Mark the relevance as held at the few winners :meth:`positions` gives (the
+        layer below reads its quotient there only): :meth:`dense` then writes those
+        winners into a zero buffer the pooling keeps, instead of zero-filling and
+        scattering a full-resolution tensor, and :meth:`done` sets them back to zero."""
+        self._written = (self.small.ne(0), None)
+
+    def done(self) -> None:
+        """Zero again what :meth:`dense` wrote into the kept buffer."""
+        if self._written is not None and self._written[1] is not None:
+            buf, where = self._written[1]
+            buf.index_fill_(0, where, 0)
+        self._written = None
+
     def dense(self, values: Tensor | None = None, fmt: torch.memory_format | None = None) -> Tensor:
         """``values`` (default: the relevance) scattered to the winners at full resolution."""
         values = self.small if values is None else values
         fmt = fmt or torch.contiguous_format
+        if self._written is not None and self._written[1] is None:
+            return self._into_kept(values, fmt)
         idx = self.idx
         if fmt is not torch.contiguous_format:
             idx = self._cache.get(("idx", fmt))
@@ -112,6 +129,34 @@ class Pooled:
                 idx = self._cache[("idx", fmt)] = self.idx.contiguous(memory_format=fmt)
         like = torch.empty(self.shape, dtype=values.dtype, device=values.device, memory_format=fmt)
         return self.spec.scatter(values.contiguous(memory_format=fmt), idx, like)
+
+    def _into_kept(self, values: Tensor, fmt: torch.memory_format) -> Tensor:
+        keep = self._written[0]
+        key = ("kept", fmt, values.dtype)
+        out = self._cache.get(key)
+        if out is None:
+            out = self._cache[key] = torch.empty(self.shape, dtype=values.dtype, device=values.device,
+                                                 memory_format=fmt).zero_()
+        flat = self._storage_index(out)[keep]  # where each written winner lies in the buffer's memory
+        storage = out.as_strided((out.numel(),), (1,))
+        storage.index_put_((flat,), values[keep], accumulate=True)  # windows may share a winner
+        self._written = (keep, (storage, flat))
+        return out
+
+    def _storage_index(self, like: Tensor) -> Tensor:
+        """For each window, the offset of its winner in the memory of a tensor shaped
+        like the pooling's input, laid out as ``like`` (contiguous or channels-last)."""
+        last = not like.is_contiguous()
+        key = ("storage", last)
+        hit = self._cache.get(key)
+        if hit is None:
+            b, c = self.idx.shape[:2]
+            plane = math.prod(self.shape[2:])
+            rows = torch.arange(b, device=self.idx.device).view(b, 1, *([1] * (self.idx.dim() - 2)))
+            chans = torch.arange(c, device=self.idx.device).view(1, c, *([1] * (self.idx.dim() - 2)))
+            hit = (rows * plane + self.idx) * c + chans if last else (rows * c + chans) * plane + self.idx
+            self._cache[key] = hit
+        return hit
 
     def divide(self, den: Tensor, eps: float | None = None, fmt: torch.memory_format | None = None) -> Tensor:
         """The relevance divided by ``den`` (stabilised by ``eps`` when given), at full
