@@ -70,40 +70,37 @@ def transposed(op, g: torch.Tensor, weight: torch.Tensor, x: torch.Tensor, where
     taps = math.prod(ksize)
     # (C_in · K, C_out) @ (C_out, N): the patches, laid out as (C_in, K, N)
     patches = weight.reshape(c_out, c_in * taps).t().matmul(vectors.t()).view(c_in, taps, len(where))
-    # the input padded on every side: each tap of each position lands inside it
-    padded = tuple(n + 2 * p for n, p in zip(in_size, op.padding))
-    offsets = _tap_offsets(ksize, op.dilation, padded, str(g.device))
-    out = g.new_zeros(c_in, b * math.prod(padded))
-    out.index_add_(1, (offsets[:, None] + _bases(op, where, out_size, padded)[None, :]).view(-1),
-                   patches.reshape(c_in, -1))
-    out = out.view(c_in, b, *padded)
-    crop = (slice(None), slice(None)) + tuple(slice(p, p + n) for p, n in zip(op.padding, in_size))
-    return out[crop].transpose(0, 1).contiguous()
-
-
-def _bases(op, where: torch.Tensor, out_size: tuple, padded: tuple) -> torch.Tensor:
-    """For each flattened (batch, output position): the flat index, in the padded
-    input, of the input position its first tap reads."""
-    rest = where
-    base = torch.zeros_like(where)
-    step = 1
-    for d in reversed(range(op.nd)):
-        coord = rest % out_size[d]
+    # the input position each position's first tap reads, per dimension (may lie in the padding)
+    firsts, rest = [], where
+    for d in reversed(range(nd)):
+        firsts.append((rest % out_size[d]) * op.stride[d] - op.padding[d])
         rest = torch.div(rest, out_size[d], rounding_mode="floor")
-        base += coord * (op.stride[d] * step)
-        step *= padded[d]
-    return base + rest * step  # rest is the batch index
+    firsts = firsts[::-1]
+    base = rest * math.prod(in_size)  # rest is the batch index
+    for d, first in enumerate(firsts):
+        base = base + first * math.prod(in_size[d + 1:])
+    inside = not len(where) or all(int(f.min()) >= 0 and int(f.max()) + (k - 1) * dil < n
+                                   for f, k, dil, n in zip(firsts, ksize, op.dilation, in_size))
+    size = in_size
+    if not inside:  # some taps fall in the padding: they land in a padded copy, cropped after
+        size = tuple(n + 2 * p for n, p in zip(in_size, op.padding))
+        base = rest * math.prod(size)
+        for d, first in enumerate(firsts):
+            base = base + (first + op.padding[d]) * math.prod(size[d + 1:])
+    index = _tap_offsets(ksize, op.dilation, size, str(g.device))[:, None] + base[None, :]  # (K, N)
+    out = g.new_zeros(c_in, b * math.prod(size))
+    out.index_add_(1, index.reshape(-1), patches.reshape(c_in, -1))
+    out = out.view(c_in, b, *size)
+    if not inside:
+        out = out[(slice(None), slice(None)) + tuple(slice(p, p + n) for p, n in zip(op.padding, in_size))]
+    return out.transpose(0, 1).contiguous()
 
 
 @functools.lru_cache(maxsize=64)
-def _tap_offsets(ksize: tuple, dilation: tuple, padded: tuple, device: str) -> torch.Tensor:
-    """Flat offsets, in the padded input, of the kernel's taps in the weight's order."""
+def _tap_offsets(ksize: tuple, dilation: tuple, size: tuple, device: str) -> torch.Tensor:
+    """Flat offsets, in a tensor of spatial ``size``, of the kernel's taps in the
+    weight's order."""
     offsets = torch.zeros(1, dtype=torch.long)
-    step = 1
-    strides = []
-    for n in reversed(padded):
-        strides.append(step)
-        step *= n
-    for k, dil, st in zip(ksize, dilation, reversed(strides)):
-        offsets = (offsets[:, None] + torch.arange(k) * (dil * st)).reshape(-1)
+    for d, (k, dil) in enumerate(zip(ksize, dilation)):
+        offsets = (offsets[:, None] + torch.arange(k) * (dil * math.prod(size[d + 1:]))).reshape(-1)
     return offsets.to(device)
