@@ -190,6 +190,8 @@ def affine_backward(ctx, r: "Tensor | Pooled") -> Tensor:
             ctx.book.spatial = False  # relevance spreads going down: stop looking in this pass
         else:
             op = replace(op, support=support)
+            if pooled:
+                r.few()  # the quotient is read at those winners only
     try:
         r_in = ctx.rule.backward(op, saved, w, b, r_used, shares)
     finally:

@@ -48,8 +48,6 @@ def support(op, r, weight: torch.Tensor) -> torch.Tensor | None:
     else:
         found = r.positions()
         count = found.numel()
-        if count <= SHARE * positions and count * weight[0].numel() <= BUDGET:
-            r.few()
     if count > SHARE * positions or count * weight[0].numel() > BUDGET:
         return None
     return found if found is not None else hit.nonzero().flatten()
