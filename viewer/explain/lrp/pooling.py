@@ -20,6 +20,12 @@ The layer's own backward then only hands on what the pooling left with it
 part: every z-rule is linear in the relevance it receives, so the sum is what the
 unjoined backward gives. Where relevance is read at one of the tensors in between
 (a tapped module output), the tracer keeps them apart (:func:`keep_apart`).
+
+When the relevance reaches only a few winners (``sparse.support``: a feature's
+relevance in an attribution graph, below a global max pooling) the layer's
+transposed map reads the quotient at those winners only; the quotient is then written
+there into a zero buffer the pooling keeps and set back to zero after the rule
+(:meth:`Pooled.few`), instead of filling and scattering a full-resolution tensor.
 """
 
 from __future__ import annotations
@@ -78,7 +84,8 @@ class Pooled:
         self.small, self.idx, self.spec, self.shape = small, idx, spec, shape
         self.dtype, self.device = small.dtype, small.device
         self._cache = cache
-        self._written: tuple[Tensor, Tensor] | None = None  # see few()
+        # see few(): the windows to write, then where they were written
+        self._written: tuple[Tensor, tuple[Tensor, Tensor] | None] | None = None
 
     def at_winners(self, t: Tensor, eps: float | None = None) -> Tensor:
         """``t`` (shaped like the pooling's input) at each window's winner, stabilised by
