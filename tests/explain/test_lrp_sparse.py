@@ -237,3 +237,29 @@ def test_the_search_stops_at_the_first_spread_out_layer(monkeypatch):
     book.spatial = False
     book.reset()
     assert book.spatial
+
+
+def test_segmentation_region_from_few_positions(used, monkeypatch):
+    """A small region of a MONAI UNet's output: relevance starts at a few voxels and
+    goes through residual units, transposed convolutions and skip connections."""
+    import numpy as np
+    from monai.networks.nets import UNet
+
+    from viewer.explain.target import Target
+
+    torch.manual_seed(5)
+    model = UNet(spatial_dims=3, in_channels=1, out_channels=2, channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
+    x = torch.rand(1, 1, 32, 32, 32)
+    model.train()
+    with torch.no_grad():
+        model(x)
+    model, x = model.double().eval(), x.double()
+    mask = np.zeros((32, 32, 32), dtype=bool)
+    mask[10:13, 12:15, 20:23] = True
+    for preset in ("epsilon", "epsilon-plus", "epsilon-gamma-box"):
+        used.clear()
+        got = lrp(model, x, target=Target.region(1, mask), preset=preset)
+        assert used, preset
+        want = _dense(monkeypatch, lambda: lrp(model, x, target=Target.region(1, mask), preset=preset))
+        _close(got.relevance, want.relevance, 1e-10)
+        assert got.absorbed == pytest.approx(want.absorbed, rel=1e-9, abs=1e-12)
