@@ -195,7 +195,9 @@ class AffineOp:
                 y = fn(gl, subs[0][0], None, 1, pads, 1, c_out)[(slice(None), slice(None)) + src]
                 if y.shape[2:] == x.shape[2:]:
                     outs.append(_channel_sum(y).unsqueeze(1))
+                    del y  # before the next weight's map: each is as large as g
                     continue
+                del y
             gx = g.new_zeros(x.shape[0], w.shape[1], *x.shape[2:])
             for plan, per_input in zip(plans, subs):
                 if plan is None:  # a residue that fills no output position
