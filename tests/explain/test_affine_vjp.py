@@ -78,3 +78,38 @@ def test_onednn_3d_maps_equal_pytorch(cin, cout, kernel, stride, padding, dilati
     got = op.vjp(g, w, x)
     assert got.shape == want.shape
     torch.testing.assert_close(got, want, rtol=0, atol=2e-5 * float(want.abs().max()))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_pair_frees_each_map_before_the_next(stride, monkeypatch) -> None:
+    """Each depthwise correlation's output is as large as the relevance it reads
+    (64 channels at the input's resolution for a stem): none may still be alive when
+    the next one starts (a kept one cost ResNet18-3D 0.24× one gradient in peak memory)."""
+    import gc
+    import weakref
+
+    import torch.nn.functional as F
+
+    alive_at_call: list[int] = []
+    outputs: list[weakref.ref] = []
+    real = F.conv3d
+
+    def spy(*args, **kwargs):
+        gc.collect()
+        alive_at_call.append(sum(r() is not None for r in outputs))
+        out = real(*args, **kwargs)
+        outputs.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(F, "conv3d", spy)
+    op = AffineOp.conv(3, stride, 3)
+    w1, w2 = torch.randn(16, 1, 7, 7, 7), torch.randn(16, 1, 7, 7, 7)
+    x = torch.rand(1, 1, 20, 20, 20)
+    g = torch.randn(1, 16, *([20 // stride] * 3))
+    assert op._few_inputs(g, (w1, w2), x)
+    a, b = op.vjp_pair(g, w1, w2, x)
+    assert alive_at_call and max(alive_at_call) == 0, alive_at_call
+    monkeypatch.undo()
+    for got, w in ((a, w1), (b, w2)):
+        want = torch.nn.grad.conv3d_input(x.shape, w, g, stride, 3)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5 * float(want.abs().max()))
