@@ -86,6 +86,7 @@ class Pooled:
         self._cache = cache
         # see few(): the windows to write, then where they were written
         self._written: tuple[Tensor, tuple[Tensor, Tensor] | None] | None = None
+        self._windows: Tensor | None = None  # see _hit()
 
     def at_winners(self, t: Tensor, eps: float | None = None) -> Tensor:
         """``t`` (shaped like the pooling's input) at each window's winner, stabilised by
@@ -107,14 +108,20 @@ class Pooled:
         b, c = self.idx.shape[:2]
         plane = math.prod(self.shape[2:])
         offsets = torch.arange(b, device=self.idx.device).view(b, 1, *([1] * (self.idx.dim() - 2))) * plane
-        return (self.idx + offsets)[self.small.ne(0)].unique()
+        return (self.idx + offsets)[self._hit()].unique()
+
+    def _hit(self) -> Tensor:
+        """The windows whose relevance is not zero (or NaN), found once."""
+        if self._windows is None:
+            self._windows = self.small.ne(0)
+        return self._windows
 
     def few(self) -> None:
         """Mark the relevance as held at the few winners :meth:`positions` gives (the
         layer below reads its quotient there only): :meth:`dense` then writes those
         winners into a zero buffer the pooling keeps, instead of zero-filling and
         scattering a full-resolution tensor, and :meth:`done` sets them back to zero."""
-        self._written = (self.small.ne(0), None)
+        self._written = (self._hit(), None)
 
     def done(self) -> None:
         """Zero again what :meth:`dense` wrote into the kept buffer."""

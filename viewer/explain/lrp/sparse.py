@@ -74,17 +74,14 @@ def transposed(op, g: torch.Tensor, weight: torch.Tensor, x: torch.Tensor, where
         firsts.append((rest % out_size[d]) * op.stride[d] - op.padding[d])
         rest = torch.div(rest, out_size[d], rounding_mode="floor")
     firsts = firsts[::-1]
-    base = rest * math.prod(in_size)  # rest is the batch index
-    for d, first in enumerate(firsts):
-        base = base + first * math.prod(in_size[d + 1:])
     inside = not len(where) or all(int(f.min()) >= 0 and int(f.max()) + (k - 1) * dil < n
                                    for f, k, dil, n in zip(firsts, ksize, op.dilation, in_size))
-    size = in_size
-    if not inside:  # some taps fall in the padding: they land in a padded copy, cropped after
-        size = tuple(n + 2 * p for n, p in zip(in_size, op.padding))
-        base = rest * math.prod(size)
-        for d, first in enumerate(firsts):
-            base = base + (first + op.padding[d]) * math.prod(size[d + 1:])
+    # where some taps fall in the padding they land in a padded copy, cropped after
+    shift = (0,) * nd if inside else op.padding
+    size = tuple(n + 2 * p for n, p in zip(in_size, shift))
+    base = rest * math.prod(size)  # rest is the batch index
+    for d, first in enumerate(firsts):
+        base = base + (first + shift[d]) * math.prod(size[d + 1:])
     index = _tap_offsets(ksize, op.dilation, size, str(g.device))[:, None] + base[None, :]  # (K, N)
     out = g.new_zeros(c_in, b * math.prod(size))
     out.index_add_(1, index.reshape(-1), patches.reshape(c_in, -1))
