@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
+import shiboken6
 from PySide6 import QtCore, QtWidgets
 
 
@@ -34,6 +35,20 @@ def _flush_deletions() -> None:
         QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
 
 
+def _qt_owned_items() -> dict[int, str]:
+    """Registered wrappers of objects Qt made and owns that are not QObjects (a tree's
+    root item, a scene's items): shiboken is not told when Qt deletes those, so one that
+    outlives its owner keeps a deleted address in the wrapper map, and an object later made
+    at that address is handed the old wrapper (the crash in ``tests/test_ui_suite.py``)."""
+    found = {}
+    for o in shiboken6.getAllValidWrappers():
+        if isinstance(o, (QtCore.QObject, QtCore.QMetaObject)):
+            continue
+        if not shiboken6.ownedByPython(o) and not shiboken6.createdByPython(o):
+            found[id(o)] = type(o).__name__
+    return found
+
+
 def _alive(w: QtWidgets.QWidget) -> bool:
     try:
         w.objectName()
@@ -49,6 +64,7 @@ def make_main_window(qapp: QtWidgets.QApplication) -> Callable[..., Any]:
 
     _flush_deletions()
     before = {id(w) for w in QtWidgets.QApplication.topLevelWidgets()}
+    items_before = _qt_owned_items()
     made: list[tuple[Any, Any]] = []
 
     def factory(show: bool = True, **session_kwargs: Any) -> Any:
@@ -81,6 +97,8 @@ def make_main_window(qapp: QtWidgets.QApplication) -> Callable[..., Any]:
         w.deleteLater()
     _flush_deletions()
     assert not leaked, f"Leaked top-level widgets: {names}"
+    stale = sorted(name for key, name in _qt_owned_items().items() if key not in items_before)
+    assert not stale, f"Wrappers of Qt-owned items outlive their deleted window: {stale}"
     alive = [t for t in threads if t is not None and t.is_alive()]
     assert not alive, f"Session worker threads still running: {alive}"
 

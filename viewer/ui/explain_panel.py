@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6 import QtCore, QtWidgets
-from pyqtgraph.parametertree import Parameter, ParameterTree
+from pyqtgraph.parametertree import Parameter
 
-from viewer.ui.param_specs import param_value, spec_to_param, specs_by_name
+from viewer.ui.param_specs import param_value, parameter_tree, spec_to_param, specs_by_name
 from viewer.ui.prediction_box import PredictionBox
 
 
@@ -49,8 +49,7 @@ class ExplainPanel(QtWidgets.QWidget):
             {"name": "precision", "title": "Precision", "type": "list",
              "limits": ["float32", "bfloat16", "float16"], "value": "float32"},
         ])
-        self.tree = ParameterTree(showHeader=False)
-        self.tree.setParameters(self.root, showTop=False)
+        self.tree = parameter_tree(self.root)
         self.tree.setMinimumHeight(190)
         self.root.sigTreeStateChanged.connect(self._on_tree)
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from PySide6 import QtWidgets
-from pyqtgraph.parametertree import Parameter, ParameterTree
+from pyqtgraph.parametertree import Parameter
 
 from viewer.io import colormaps
 from viewer.ui.colorbar import ColorBar, limit_title
 from viewer.ui.layer_list import LayerList
+from viewer.ui.param_specs import parameter_tree
 from viewer.ui.value_slider import register as register_value_slider
 
 _OVERLAY_KEYS = ("visible", "colormap", "limit_mode", "percentile", "fixed_limit", "opacity", "threshold", "sign")
@@ -71,8 +72,7 @@ class OverlayPanel(QtWidgets.QWidget):
                 {"name": "mask_outline", "title": "Mask outline", "type": "bool", "value": True},
             ]},
         ])
-        self.tree = ParameterTree(showHeader=False)
-        self.tree.setParameters(self.root, showTop=False)
+        self.tree = parameter_tree(self.root)
         self.tree.header().setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Interactive)
         self.tree.setColumnWidth(0, 150)
         self.root.sigTreeStateChanged.connect(self._on_tree)

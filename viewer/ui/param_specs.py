@@ -9,6 +9,27 @@ from __future__ import annotations
 import ast
 from typing import Any, Iterable
 
+import shiboken6
+from pyqtgraph.parametertree import Parameter, ParameterTree
+from PySide6 import QtWidgets
+
+
+def parameter_tree(root: Parameter) -> ParameterTree:
+    """A header-less tree showing ``root``'s children, safe to delete with its window.
+
+    pyqtgraph's tree keeps the Python wrapper of its invisible root item, an item Qt makes
+    and deletes itself. It is not a QObject, so nothing tells the binding layer when Qt
+    deletes it with the tree: the wrapper stays registered at a freed address, and the
+    next object Qt makes there is handed this wrapper (a spin box's line edit came back as
+    a QTreeWidgetItem) or, once the wrapper is collected, another object's registration is
+    removed and the process crashes later. The wrapper is invalidated with the tree.
+    """
+    tree = ParameterTree(showHeader=False)
+    tree.setParameters(root, showTop=False)
+    item = QtWidgets.QTreeWidget.invisibleRootItem(tree)
+    tree.destroyed.connect(lambda *_args, item=item: shiboken6.invalidate(item))
+    return tree
+
 
 def spec_to_param(spec: Any, value: Any = None, auto: Any = None) -> dict[str, Any]:
     """A ``Parameter.create`` dict for one ParamSpec, showing ``value`` (default if None).
