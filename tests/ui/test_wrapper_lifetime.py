@@ -8,20 +8,17 @@ line edit came back as a ``QTreeWidgetItem``) and collecting it crashed the UI t
 
 from __future__ import annotations
 
-import gc
-
 import shiboken6
 from pyqtgraph.parametertree import Parameter
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtWidgets
 
+from tests.ui.conftest import _flush_deletions
 from viewer.ui.param_specs import parameter_tree
 
 
 def _delete(widget: QtWidgets.QWidget) -> None:
     widget.deleteLater()
-    for _ in range(2):
-        QtWidgets.QApplication.instance().processEvents()
-        QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
+    _flush_deletions()
 
 
 def _root(tree: QtWidgets.QTreeWidget) -> QtWidgets.QTreeWidgetItem:
@@ -40,7 +37,6 @@ def test_the_root_item_wrapper_is_invalid_once_its_tree_is_deleted(qapp: QtWidge
     assert [root.child(0).child(i).param.value() for i in range(2)] == [0.5, "a"]
 
     _delete(holder)
-    gc.collect()
     assert not shiboken6.isValid(tree)
     assert not shiboken6.isValid(root)
     assert all(o is not root for o in shiboken6.getAllValidWrappers())
