@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from viewer.explain.lrp.affine import AffineOp, constant_like, derived, divide, stabilize
+from viewer.explain.lrp.affine import AffineOp, derived, divide, stabilize
 
 Tensor = torch.Tensor
 
@@ -358,93 +358,6 @@ class Gamma(Rule):
 
 
 @dataclass(frozen=True)
-class WSquare(Rule):
-    """Shares by squared weights, ignoring the input values (for unbounded first layers)."""
-
-    stabilizer: float = 1e-6
-    name = "wsquare"
-    pooled = True
-
-    def shares(self, w, b, dtype):
-        """The weights (and bias) that decide each input's share of the output's relevance."""
-        return (w * w).to(dtype), None if b is None else (b * b).to(dtype)
-
-    def forward(self, op, x, w, b):
-        return op.forward(x, w, b), (x,)
-
-    def backward(self, op, saved, w, b, r, shares=None):
-        (x,) = saved
-        ws, bs = self.shares(w, b, r.dtype)
-        z = op.forward(torch.ones_like(x, dtype=r.dtype), ws, bs)
-        g = divide(r, z, self.stabilizer)
-        if shares is not None:
-            report(shares, bias_share(op, g, bs), dot(g, z))
-        return op.vjp(g, ws, x)
-
-
-@dataclass(frozen=True)
-class Flat(WSquare):
-    """Uniform over the receptive field: ignores both inputs and weights."""
-
-    name = "flat"
-
-    def shares(self, w, b, dtype):
-        return torch.ones_like(w, dtype=dtype), None
-
-
-@dataclass(frozen=True)
-class ZBox(Rule):
-    """For the input layer of a model whose input lies in a box [low, high]."""
-
-    low: object = None
-    high: object = None
-    stabilizer: float = 1e-6
-    name = "zbox"
-    pooled = True
-
-    def _scalar_bounds(self):
-        """Both bounds plain numbers: then the bound terms are constant maps."""
-        def num(v):
-            if isinstance(v, (int, float)):
-                return float(v)
-            if isinstance(v, torch.Tensor) and v.ndim == 0:
-                return float(v)
-            return None
-        lo, hi = num(self.low), num(self.high)
-        return None if lo is None or hi is None else (lo, hi)
-
-    def forward(self, op, x, w, b):
-        y = op.forward(x, w, b)
-        bounds = self._scalar_bounds()
-        if bounds is not None:
-            # l·W⁺ + h·W⁻ applied to constant inputs does not depend on x: computed
-            # once per weight and input shape, so ZBox costs one map like the gradient.
-            lo, hi = bounds
-            if y.dtype in (torch.float16, torch.bfloat16):  # z = y - offset cancels: keep float32
-                y = y.float()
-            offset = derived(w, ("zbox", op, lo, hi, tuple(x.shape), x.dtype, y.dtype, x.device), lambda: op.forward(
-                torch.ones_like(x), w.clamp(min=0) * lo + w.clamp(max=0) * hi, None))
-            z = y - offset
-            if b is not None:  # the bias is not part of ZBox's denominator
-                z -= b if op.kind == "linear" else b.reshape(-1, *([1] * (y.ndim - 2)))
-            return y, (x, z)
-        lo, hi = constant_like(self.low, x), constant_like(self.high, x)
-        z = op.forward(x, w, None) - op.forward(lo, w.clamp(min=0), None) - op.forward(hi, w.clamp(max=0), None)
-        return y, (x, z)
-
-    def backward(self, op, saved, w, b, r, shares=None):
-        x, z = saved
-        g = divide(r, z, self.stabilizer)
-        if shares is not None:  # the bias is outside ZBox's denominator: it takes nothing
-            report(shares, g.new_zeros((), dtype=torch.float64), dot(g, z))
-        # x·Wᵀg - l·W⁺ᵀg - h·W⁻ᵀg with Wᵀg = W⁺ᵀg + W⁻ᵀg: two transposed maps
-        a, c = op.vjp_pair(g, _wpos(w), _wneg(w), x)
-        bounds = self._scalar_bounds()
-        lo, hi = bounds if bounds is not None else (constant_like(self.low, x), constant_like(self.high, x))
-        return a.mul_(x - lo).add_(c.mul_(x - hi))
-
-
-@dataclass(frozen=True)
 class Pass(Rule):
     """Relevance passes unchanged (only where input and output have the same shape)."""
 
@@ -469,6 +382,9 @@ class Norm(Rule):
     name = "norm"
     affine = False
 
+
+# the rules for input layers, which share relevance by position as well as by contribution
+from viewer.explain.lrp.input_rules import Flat, WSquare, ZBox  # noqa: E402  (they build on the above)
 
 RULES: dict[str, type[Rule]] = {
     cls.name: cls for cls in (Epsilon, ZPlus, AlphaBeta, Gamma, Flat, WSquare, ZBox, Pass, Norm)
