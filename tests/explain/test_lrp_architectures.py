@@ -160,6 +160,15 @@ ZOO = {  # name: (builder, input shape, target kind)
                                             strides=[1, 2, 2], upsample_kernel_size=[2, 2], res_block=True),
                        (1, 1, 16, 16, 16), "region"),
     "mobilenet_v3_small": (_tv("mobilenet_v3_small"), (1, 3, 32, 32), None),
+    # explicit asymmetric padding before the stem (its relevance was lost under Flat/ZBox)
+    "monai_efficientnet_b0_2d": (lambda: nets.EfficientNetBN("efficientnet-b0", spatial_dims=2, in_channels=1,
+                                                             num_classes=3, pretrained=False), (1, 1, 64, 64), None),
+    # a 1×1 stem into GroupNorm (ZBox's denominator vanishes at the input's bounds)
+    "mednext_2d": (lambda: nets.MedNeXt(spatial_dims=2, in_channels=1, out_channels=2, init_filters=8,
+                                        blocks_down=(1, 1, 1, 1), blocks_bottleneck=1, blocks_up=(1, 1, 1, 1)),
+                   (1, 1, 32, 32), "region"),
+    # residuals written `x + torch.as_tensor(pad(x))`, channels padded with zeros
+    "highresnet_2d": (lambda: nets.HighResNet(spatial_dims=2, in_channels=1, out_channels=2), (1, 1, 32, 32), "region"),
 }
 ZOO_SLOW = {
     "vit_b_16": (_tv("vit_b_16", image_size=32), (1, 3, 32, 32), None),

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from viewer.explain.lrp import attention, norms, pooling
 from viewer.explain.lrp.affine import AffineOp
 from viewer.explain.lrp.ops import (
-    AffineFn, BiasFn, BilinearFn, CatFn, GateFn, InplaceFn, InplacePassFn, LinearNormFn, PassFn, ScaleFn, SumFn,
+    AffineFn, BiasFn, BilinearFn, CatFn, GateFn, InplaceFn, InplacePassFn, LinearNormFn, PadFn, PassFn, ScaleFn,
+    SumFn,
     affine_backward, protect,
 )
 from viewer.explain.lrp.rules import mark_nonneg, marked_nonneg
@@ -61,7 +62,9 @@ def _affine(tr, x: Tensor, w: Tensor, b: Tensor | None, op: AffineOp, kind: str)
     return AffineFn.apply(x, rule, op, w, b, tr.book, tr.site(kind, rule.name))
 
 
-def _same_padding(x: Tensor, w: Tensor, nd: int, dilation) -> tuple[Tensor, tuple[int, ...]]:
+def _same_padding(tr, x: Tensor, w: Tensor, nd: int, dilation) -> tuple[Tensor, tuple[int, ...]]:
+    """``padding="same"``: the convolution's own padding where it is symmetric, else an
+    explicit padding whose share of relevance the ledger records (see ``PadFn``)."""
     dil = dilation if isinstance(dilation, (tuple, list)) else (dilation,) * nd
     totals = [d * (k - 1) for d, k in zip(dil, w.shape[2:])]
     if all(t % 2 == 0 for t in totals):
@@ -69,7 +72,7 @@ def _same_padding(x: Tensor, w: Tensor, nd: int, dilation) -> tuple[Tensor, tupl
     pads: list[int] = []
     for t in reversed(totals):
         pads += [t // 2, t - t // 2]
-    return F.pad(x, pads), (0,) * nd
+    return PadFn.apply(x, tuple(pads), 0.0, tr.book, tr.site("pad", "absorb")), (0,) * nd
 
 
 def _conv(nd: int):
@@ -81,7 +84,7 @@ def _conv(nd: int):
             if padding == "valid":
                 padding = 0
             else:
-                x, padding = _same_padding(x, w, nd, dilation)
+                x, padding = _same_padding(tr, x, w, nd, dilation)
         return _affine(tr, x, w, b, AffineOp.conv(nd, stride, padding, dilation, groups), "conv")
     return handler
 
@@ -276,6 +279,19 @@ def _neg(tr, func, args, kwargs):
     return ScaleFn.apply(args[0], torch.neg)
 
 
+def _extremum(tr, func, args, kwargs):
+    """``torch.maximum(h, c)`` and kin with a constant ``c``: an activation (ReLU when
+    ``c`` is zero), so relevance passes to ``h``; between two live tensors the
+    ordinary gradient hands each output's relevance to the operand it came from."""
+    if len(args) != 2 or kwargs or live(args[0]) == live(args[1]):
+        return NotImplemented
+    if live(args[0]):
+        other = args[1]
+        return PassFn.apply(args[0], lambda t: func(t, other))
+    other = args[0]
+    return PassFn.apply(args[1], lambda t: func(other, t))
+
+
 def _glu(tr, func, args, kwargs):
     x, dim = _bind(args, kwargs, ("input", "dim"), (None, -1))
     if not live(x):
@@ -310,6 +326,18 @@ def _einsum(tr, func, args, kwargs):
     if len(ops) != 2:
         return NotImplemented
     return _bilinear(lambda a, b: torch.einsum(eq, a, b), "einsum")(tr, func, ops, {})
+
+
+def _pad(tr, func, args, kwargs):
+    """Constant padding; the other modes (reflect, replicate, circular) copy input
+    values, whose ordinary gradient hands the copies' relevance back to them."""
+    x, pad, mode, value = _bind(args, kwargs, ("input", "pad", "mode", "value"), (None, None, "constant", None))
+    if func is getattr(torch, "constant_pad_nd", None):
+        mode, value = "constant", args[2] if len(args) > 2 else kwargs.get("value", 0.0)
+    if not live(x) or mode != "constant" or not isinstance(pad, (tuple, list)):
+        return NotImplemented
+    return PadFn.apply(x, tuple(int(p) for p in pad), 0.0 if value is None else float(value), tr.book,
+                       tr.site("pad", "absorb"))
 
 
 def _cat(tr, func, args, kwargs):
@@ -381,6 +409,14 @@ def _build() -> dict:
     put([F.batch_norm], _norm("batch_norm"))
     put([torch.relu_, T.relu_, F.relu_], _elementwise(nonneg=True, in_place=True))
     put([F.leaky_relu_, F.elu_], _elementwise(in_place=True))
+    # the same maps spelled otherwise: clamping (ReLU as `h.clamp(min=0)`, ReLU6), thresholds,
+    # |h|, log-sigmoid, NaN replacement, and `as_tensor` of a tensor (itself)
+    put([torch.clamp, T.clamp, torch.clip, T.clip, torch.clamp_min, T.clamp_min, torch.clamp_max, T.clamp_max,
+         F.threshold, torch.threshold, torch.abs, T.abs, T.__abs__, F.logsigmoid, torch.nan_to_num, T.nan_to_num,
+         torch.as_tensor, g(torch, "asarray", None)], _elementwise())
+    put([torch.clamp_, T.clamp_, T.clip_, T.clamp_min_, T.clamp_max_, F.threshold_, T.abs_, T.nan_to_num_],
+        _elementwise(in_place=True))
+    put([torch.maximum, T.maximum, torch.minimum, T.minimum, torch.fmax, T.fmax, torch.fmin, T.fmin], _extremum)
     put([torch.tanh, T.tanh, F.tanh], _elementwise(gate=True))
     put([torch.sigmoid, T.sigmoid, F.sigmoid, F.hardsigmoid], _elementwise(gate=True, final="sigmoid"))
     put([torch.sigmoid_, T.sigmoid_], _elementwise(gate=True, in_place=True))
@@ -406,6 +442,7 @@ def _build() -> dict:
     put([T.div_], _inplace(_div))
     put([torch.matmul, T.matmul, T.__matmul__, torch.bmm, T.bmm, torch.mm, T.mm], _bilinear(torch.matmul, "matmul"))
     put([torch.einsum], _einsum)
+    put([F.pad, g(torch, "constant_pad_nd", None)], _pad)
     put([torch.cat, g(torch, "concat", None), g(torch, "concatenate", None)], _cat)
     put([F.scaled_dot_product_attention], _sdpa)
     put([F.multi_head_attention_forward], _mha)

@@ -148,6 +148,14 @@ class Book:
         elif self.rows is not None:
             self.rows.append(rows)
 
+    def absorb_dropped(self, site: Site, received: Tensor, passed: Tensor) -> None:
+        """An operation that passes part of its relevance on unchanged and drops the
+        rest on constants (padding): everything it absorbs is a constant's share."""
+        if not self.active:
+            return
+        share = self._sum(received)[0] - self._sum(passed)[0]
+        self.absorb(site, received, passed, bias=share, stab=torch.zeros_like(share))
+
     # -- reading ------------------------------------------------------------------------------
     def total(self) -> float:
         if not self.entries:

@@ -39,7 +39,8 @@ SAFE = {
     "roll", "movedim", "moveaxis", "swapaxes", "swapdims", "pixel_shuffle", "pixel_unshuffle",
     "channel_shuffle", "native_channel_shuffle", "unfold", "max", "amax", "identity", "__setitem__",
     "as_strided", "masked_select", "take_along_dim", "ravel", "clone_", "requires_grad_", "interpolate",
-    "upsample", "rearrange", "flip_", "crop",
+    "upsample", "rearrange", "flip_", "crop", "squeeze_", "unsqueeze_", "t_", "transpose_", "swapaxes_",
+    "swapdims_", "maximum", "minimum", "fmax", "fmin",
 }
 
 GATE_RULES = ("constant", "uniform")
