@@ -74,14 +74,14 @@ class ZBox(Rule):
 
     def forward(self, op, x, w, b):
         y = op.forward(x, w, b)
+        if y.dtype in (torch.float16, torch.bfloat16):  # z = y - offset cancels: keep float32
+            y = y.float()
         bounds = self._scalar_bounds()
         if bounds is None:
-            return y, (x, self._exact(op, x, w, constant_like(self.low, x), constant_like(self.high, x), y))
+            return y, (x, self._exact(op, x, w, constant_like(self.low, x), constant_like(self.high, x), y.dtype))
         # l·W⁺ + h·W⁻ applied to constant inputs does not depend on x: computed once per
         # weight and input shape, so ZBox costs one map like the gradient
         lo, hi = bounds
-        if y.dtype in (torch.float16, torch.bfloat16):  # z = y - offset cancels: keep float32
-            y = y.float()
         key = ("zbox", op, lo, hi, tuple(x.shape), x.dtype, y.dtype, x.device)
         offset, noise = derived(w, key, lambda: self._offset(op, x, w, lo, hi))
         yb = y if b is None else y - (b if op.kind == "linear" else b.reshape(-1, *([1] * (y.ndim - 2))))
@@ -91,7 +91,7 @@ class ZBox(Rule):
             # and 0 where x sits at the bound each weight looks at (background at the
             # lower bound, seen through a 1×1 stem); y − offset leaves y's rounding noise
             # there, larger than ε, which would absorb or pass on relevance at random
-            z = self._exact(op, x, w, lo, hi, z)
+            z = self._exact(op, x, w, lo, hi, z.dtype)
         return y, (x, z)
 
     @staticmethod
@@ -106,10 +106,9 @@ class ZBox(Rule):
         return offset, op.forward(ones, wp * (1e-5 * abs(lo)) - wn * (1e-5 * abs(hi)), None)
 
     @staticmethod
-    def _exact(op, x, w, lo, hi, like):
+    def _exact(op, x, w, lo, hi, dtype):
         """The denominator as the sum of its two non-negative parts (no cancellation)."""
-        z = op.forward(x - lo, _wpos(w), None).add_(op.forward(x - hi, _wneg(w), None))
-        return z.to(like.dtype)
+        return op.forward(x - lo, _wpos(w), None).to(dtype).add_(op.forward(x - hi, _wneg(w), None))
 
     def backward(self, op, saved, w, b, r, shares=None):
         x, z = saved

@@ -466,11 +466,10 @@ class PadFn(Function):
     @staticmethod
     def forward(ctx, x, pad: tuple, value: float, book: Book, site: Site):
         ctx.pad, ctx.book, ctx.site = pad, book, site
-        return F.pad(x, pad, mode="constant", value=value)
+        return own(F.pad(x, pad, mode="constant", value=value), x)
 
     @staticmethod
     def backward(ctx, r):
         r_in = F.pad(r, [-p for p in ctx.pad])  # the adjoint: crop what was padded, pad what was cropped
         ctx.book.absorb_dropped(ctx.site, r, r_in)
         return r_in, None, None, None, None
-
