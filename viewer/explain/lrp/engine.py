@@ -143,6 +143,14 @@ class _Chooser:
             return self.first
         return self.conv if kind == "conv" else self.dense
 
+    def batchnorm(self, name: str, module: nn.Module | None) -> str:
+        """"pass" or "norm" for an unfolded eval-mode BatchNorm (see ``Preset``); an
+        override of its module to the ``pass`` rule or to ``norm``/``epsilon`` decides."""
+        for rule in [r for p, r in self.by_name if fnmatch.fnmatchcase(name, p)] + [
+                r for c, r in self.by_type if module is not None and isinstance(module, c)]:
+            return "pass" if rule.name == "pass" else "norm"
+        return self.preset.batchnorm
+
 
 def _resolve_params(preset: Preset, params: Mapping[str, Any], x: torch.Tensor) -> dict[str, Any]:
     known = set(DEFAULTS)

@@ -206,6 +206,10 @@ def _norm(kind: str):
         if not args or not live(args[0]) or any(live(a) for a in list(args[1:]) + list(kwargs.values())):
             return NotImplemented
         grouping, factors, shift, fn = parse(*args, **kwargs)
+        if kind == "batch_norm" and not grouping.dims:  # running statistics: a per-channel affine map
+            which = getattr(tr.choose, "batchnorm", None)
+            if which is not None and which(*tr.owner()) == "pass":
+                return PassFn.apply(args[0], fn)
         return norms.NormFn.apply(args[0], fn, grouping, factors, shift, tr.eps, tr.book, tr.site("norm", "attn-lrp"))
     return handler
 

@@ -15,7 +15,8 @@ arbitrarily, and the next ε-rule divides by ``x`` (on ViT-B the input share cam
 out as -2,664 times the explained logit).
 
 An eval-mode BatchNorm that could not be folded into a convolution is a per-channel
-affine map (running statistics are constants) and gets the ε-rule of that map.
+affine map (running statistics are constants) and gets the ε-rule of that map, except
+under the ZPlus presets, which pass its relevance unchanged (``presets.Preset``).
 """
 
 from __future__ import annotations
@@ -169,9 +170,10 @@ def instance_norm(x, running_mean=None, running_var=None, weight=None, bias=None
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
     """A BatchNorm that could not be folded into the layer before it (pre-activation
-    networks such as DenseNet).  Passing its relevance unchanged would hand the input
-    the relevance of (x - μ)/σ·w + b, and an ε-rule before it then divides by x
-    (DenseNet121 under the ε preset: input relevance 10²⁹ times the logit)."""
+    networks such as DenseNet), where the preset gives it this rule (``Preset.batchnorm``;
+    the ZPlus presets pass its relevance unchanged).  Passing it unchanged under ε or γ
+    hands the input the relevance of (x - μ)/σ·w + b, and the ε-rule of the layer below
+    then divides by x (DenseNet121 under the ε preset: input relevance 10²⁹ times the logit)."""
     def fn(t):
         return F.batch_norm(t, running_mean, running_var, weight, bias, False, momentum, eps)
 

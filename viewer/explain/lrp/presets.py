@@ -31,7 +31,16 @@ GATES = ParamSpec("gates", str, "constant", choices=("constant", "uniform"),
 class Preset:
     """Rule assignment: ``conv`` for (transposed) convolutions, ``dense`` for
     linear layers, ``first`` for the first layer when ``first_kinds`` matches it
-    ("conv" or "any")."""
+    ("conv" or "any"), ``batchnorm`` for an eval-mode BatchNorm that could not be
+    folded into the layer before it: "norm" (the ε-rule of its per-channel affine
+    map, its shift a bias) or "pass" (relevance passes unchanged).
+
+    "pass" is what canonizing BatchNorm → activation → layer gives (the BatchNorm's
+    scale moves into the next layer's weights, where the z-rules do not see it, and
+    its shift into the activation's threshold; Motzkus et al. 2022). The layer below
+    then divides by the BatchNorm's input: harmless under ZPlus, whose denominator
+    bounds what it passes on, but under ε or γ that is where DenseNet121's relevance
+    exploded (ε: 10³⁶ times the logit at 128²), so only the ZPlus presets use it."""
 
     name: str
     label: str
@@ -42,6 +51,7 @@ class Preset:
     first_kinds: str = "conv"
     params: tuple[ParamSpec, ...] = (EPSILON,)
     fixed: tuple[tuple[str, object], ...] = ()
+    batchnorm: str = "norm"
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "epsilon-plus", "Epsilon + ZPlus",
             "ZPlus on convolutions, ε on dense layers: positive, well-localised evidence (the usual default).",
-            "zplus", "epsilon",
+            "zplus", "epsilon", batchnorm="pass",
         ),
         Preset(
             "epsilon-gamma-box", "Epsilon + Gamma + ZBox",
@@ -77,7 +87,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "epsilon-plus-flat", "Epsilon + ZPlus + Flat",
             "Like Epsilon + ZPlus, with the Flat rule on the first layer: smoother maps.",
-            "zplus", "epsilon", first="flat", first_kinds="any",
+            "zplus", "epsilon", first="flat", first_kinds="any", batchnorm="pass",
         ),
         Preset(
             "attn-lrp", "AttnLRP (transformers)",
