@@ -1,9 +1,11 @@
-"""Explicit padding, and activations written in other words than nn.ReLU.
+"""Explicit padding, masks and scatters, and activations written in other words
+than nn.ReLU.
 
 Padding with a constant puts values into the layer's input that are not the input:
 rules that share relevance by position (Flat, WSquare, ZBox) give them some, which
 the ledger must show as absorbed (it went missing before: MONAI's EfficientNet stem
-pads explicitly, and ``explained == input_sum + absorbed`` failed by 8e-4).
+pads explicitly, and ``explained == input_sum + absorbed`` failed by 8e-4). So must the relevance of
+values a mask fills in (``masked_fill``, ``torch.where`` with a constant).
 """
 
 from __future__ import annotations
@@ -103,6 +105,9 @@ RELU_SPELLINGS = {
     "maximum, zeros first": lambda h: torch.maximum(torch.zeros(()), h),
     "threshold": lambda h: F.threshold(h, 0.0, 0.0),
     "threshold_ in place": lambda h: F.threshold_(h, 0.0, 0.0),
+    "where": lambda h: torch.where(h > 0, h, 0.0),
+    "masked_fill": lambda h: h.masked_fill(h <= 0, 0.0),
+    "masked_fill_ in place": lambda h: h.masked_fill_(h <= 0, 0.0),
 }
 
 
@@ -127,6 +132,16 @@ OTHER = {
     "relu6 by clamping": lambda h: h.clamp(0, 6),
     "in-place shape ops": lambda h: h.unsqueeze_(0).squeeze_(0),
     "maximum of two activations": lambda h: torch.maximum(h, h.flip(-1)),
+    "cumulative sum": lambda h: h.cumsum(-1) / 12,
+    "grid_sample at a fixed grid": lambda h: F.grid_sample(
+        h, F.affine_grid(torch.tensor([[[0.9, 0.2, 0.05], [-0.2, 0.9, 0.0]]]), list(h.shape), align_corners=False),
+        align_corners=False),
+    "channels scattered into zeros": lambda h: torch.zeros_like(h).scatter(
+        1, torch.tensor([3, 1, 0, 2, 5, 4]).view(1, 6, 1, 1).expand_as(h), h),
+    "channels index_add-ed into zeros": lambda h: torch.zeros_like(h).index_add(1, torch.tensor([3, 1, 0, 2, 5, 4]), h),
+    "top-k, sorted, median": lambda h: torch.cat([
+        h.flatten(2).topk(20).values, h.flatten(2).sort(-1).values[..., :50],
+        h.flatten(2).median(-1, keepdim=True).values], -1).unflatten(-1, (71, 1)),
 }
 
 
@@ -142,6 +157,20 @@ def test_other_elementwise_spellings_have_a_rule(name):
     assert r.explained == pytest.approx(logit, rel=1e-6)
     assert abs(r.conservation_error) <= 1e-5 * abs(r.explained)
     assert r.relevance.abs().sum() > 0
+
+
+@pytest.mark.parametrize("fill", [0.5, -1.0])
+def test_relevance_on_values_filled_in_is_booked_as_a_constants_share(fill):
+    """Positions a mask fills with a constant take relevance like a bias would; before,
+    it left the books (``masked_fill``/``where`` were run by their gradient)."""
+    for act in (lambda h: h.masked_fill(h < 0.2, fill), lambda h: torch.where(h < 0.2, fill, h)):
+        torch.manual_seed(0)
+        model = Act(act).double().eval()
+        r = lrp(model, torch.randn(1, 1, 12, 12, dtype=torch.float64), target=0, preset="epsilon")
+        assert "unhandled_ops" not in r.meta, r.meta.get("unhandled_ops")
+        assert abs(r.conservation_error) <= 1e-10 * abs(r.explained)
+        assert abs(r.meta["absorbed_by_kind"]["constant"]) > 1e-3 * abs(r.explained)
+        assert not r.meta["ledger_leaks"]
 
 
 # -- ZBox where the input sits at its bound -------------------------------------------------------

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from viewer.explain.lrp import attention, norms, pooling
+from viewer.explain.lrp import attention, norms, pooling, routing
 from viewer.explain.lrp.affine import AffineOp
 from viewer.explain.lrp.ops import (
     AffineFn, BiasFn, BilinearFn, CatFn, GateFn, InplaceFn, InplacePassFn, LinearNormFn, PadFn, PassFn, ScaleFn,
@@ -227,6 +227,11 @@ def _linear_norm(filter_fn: Callable | None = None):
 def _interp_linear(args, kwargs) -> bool:
     mode = kwargs.get("mode", args[3] if len(args) > 3 else "nearest")
     return mode not in ("nearest", "nearest-exact")
+
+
+def _fixed_grid(args, kwargs) -> bool:
+    """``grid_sample`` at a grid that does not depend on the input: a linear map."""
+    return not live(args[1] if len(args) > 1 else kwargs.get("grid"))
 
 
 # -- sums and products ------------------------------------------------------------------------
@@ -428,7 +433,8 @@ def _build() -> dict:
     put([F.log_softmax, torch.log_softmax, T.log_softmax], _elementwise(final="log_softmax"))
     put([F.softmax, torch.softmax, T.softmax], _softmax)
     put([F.avg_pool1d, F.avg_pool2d, F.avg_pool3d, F.adaptive_avg_pool1d, F.adaptive_avg_pool2d,
-         F.adaptive_avg_pool3d, torch.mean, T.mean, torch.sum, T.sum, F.lp_pool2d], _linear_norm())
+         F.adaptive_avg_pool3d, torch.mean, T.mean, torch.sum, T.sum, F.lp_pool2d, torch.cumsum, T.cumsum],
+        _linear_norm())
     put([F.interpolate, F.upsample], _linear_norm(_interp_linear))
     put([F.max_pool2d], _max_pool(2))
     put([F.max_pool3d], _max_pool(3))
@@ -447,6 +453,14 @@ def _build() -> dict:
     put([torch.matmul, T.matmul, T.__matmul__, torch.bmm, T.bmm, torch.mm, T.mm], _bilinear(torch.matmul, "matmul"))
     put([torch.einsum], _einsum)
     put([F.pad, g(torch, "constant_pad_nd", None)], _pad)
+    put([F.grid_sample], _linear_norm(_fixed_grid))
+    # values moved, not changed: masks, selections, scatters (relevance on constants is booked)
+    put([torch.where, T.where, torch.masked_fill, T.masked_fill, torch.index_fill, T.index_fill, torch.scatter,
+         T.scatter, torch.index_copy, T.index_copy, torch.index_put, T.index_put, torch.masked_scatter,
+         T.masked_scatter], routing.routed())
+    put([torch.index_add, T.index_add, torch.scatter_add, T.scatter_add], routing.routed(accumulate=True))
+    put([T.masked_fill_, T.index_fill_, T.scatter_, T.index_copy_, T.index_put_, T.masked_scatter_],
+        _inplace(routing.routed()))
     put([torch.cat, g(torch, "concat", None), g(torch, "concatenate", None)], _cat)
     put([F.scaled_dot_product_attention], _sdpa)
     put([F.multi_head_attention_forward], _mha)

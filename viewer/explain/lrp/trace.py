@@ -40,7 +40,8 @@ SAFE = {
     "channel_shuffle", "native_channel_shuffle", "unfold", "max", "amax", "identity", "__setitem__",
     "as_strided", "masked_select", "take_along_dim", "ravel", "clone_", "requires_grad_", "interpolate",
     "upsample", "rearrange", "flip_", "crop", "squeeze_", "unsqueeze_", "t_", "transpose_", "swapaxes_",
-    "swapdims_", "maximum", "minimum", "fmax", "fmin",
+    "swapdims_", "maximum", "minimum", "fmax", "fmin", "min", "amin", "topk", "sort", "msort", "median",
+    "nanmedian", "kthvalue", "cummax", "cummin", "where", "masked_scatter", "index_copy", "scatter",
 }
 
 GATE_RULES = ("constant", "uniform")
