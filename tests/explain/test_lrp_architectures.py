@@ -225,3 +225,33 @@ def test_every_preset_on_transformers_and_gated_cnns(name):
 @pytest.mark.parametrize("name", sorted(ZOO_SLOW))
 def test_every_preset_on_large_transformers_and_gated_cnns(name):
     _every_preset(name, *ZOO_SLOW[name])
+
+
+def test_a_model_returning_a_dict_is_explained_through_its_first_tensor():
+    """torchvision's segmentation models return {"out": ..., "aux": ...}, MONAI's HoVerNet
+    three named maps: the first tensor is explained, and the note says which."""
+    tv = pytest.importorskip("torchvision.models.segmentation")
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 32, 32)
+    model = _calibrated(tv.lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=3), x)
+    with torch.no_grad():
+        out = model(x)["out"]
+    mask = torch.zeros(out.shape[2:], dtype=torch.bool)
+    mask[8:20, 8:20] = True
+    r = lrp(model, x, target=Target.region(2, mask.numpy()), preset="epsilon-plus")
+    assert r.meta["output_note"] == "the model returned a dict; its first tensor, 'out', was explained"
+    assert r.explained == pytest.approx(float(out[0, 2][mask].sum()), rel=1e-5)
+    assert "unhandled_ops" not in r.meta, r.meta.get("unhandled_ops")
+    assert abs(r.conservation_error) <= 1e-4 * abs(r.explained)
+    # the gradient methods read the same output
+    from viewer.explain.gradients import input_x_gradient
+
+    g = input_x_gradient(model, x, target=Target.region(2, mask.numpy()))
+    assert float(g.relevance.sum()) != 0.0
+    with pytest.raises(ValueError, match="returns a tensor, or a tuple or dict"):
+        lrp(nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), _NoTensor()), x)
+
+
+class _NoTensor(nn.Module):
+    def forward(self, h):
+        return {"note": "no tensor here"}

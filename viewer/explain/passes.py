@@ -4,7 +4,7 @@ Every method here must leave the user's model exactly as it found it: parameters
 frozen only for the duration of a call (so autograd does not record weight gradients
 nor keep activations before the layer it needs) and their ``requires_grad`` flags are
 restored in a ``finally`` block; hooks never outlive the call. Models that return a
-tuple are explained through their first element.
+tuple or a dict are explained through its first tensor.
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ from torch import nn
 
 from viewer.explain.progress import Progress
 from viewer.explain.result import Relevance
-from viewer.explain.target import Target
+from viewer.explain.target import Target, primary_output
 
 
 def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The model output as one tensor (the first element when the model returns a tuple)."""
-    out = model(x)
-    while isinstance(out, (tuple, list)):
-        out = out[0]
-    if isinstance(out, dict):
-        raise ValueError("The model returns a dict; wrap it so it returns the tensor to explain.")
+    """The model output as one tensor (``target.primary_output``: the first element of a
+    tuple, the first tensor of a dict)."""
+    raw = model(x)
+    out, _ = primary_output(raw)
+    if out is None:
+        raise ValueError("The model returns no tensor (nor a tuple or dict whose first entry is one); "
+                         f"got {type(raw).__name__}.")
     return out
 
 

@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+
+
+def primary_output(out: Any) -> tuple[torch.Tensor | None, str | None]:
+    """The tensor that is explained when a model returns several, and a note saying which:
+    the first element of a tuple or list, the first tensor of a dict (torchvision's
+    segmentation models: ``"out"``; MONAI's HoVerNet: ``"nucleus_prediction"``).
+    ``(None, None)`` when there is no such tensor."""
+    note = None
+    while isinstance(out, (tuple, list)) and out:
+        out, note = out[0], "the model returned a tuple; its first element was explained"
+    if isinstance(out, Mapping):
+        key = next((k for k, v in out.items() if isinstance(v, torch.Tensor)), None)
+        if key is None:
+            return None, None
+        out, note = out[key], f"the model returned a dict; its first tensor, {key!r}, was explained"
+    return (out, note) if isinstance(out, torch.Tensor) else (None, None)
 
 
 @dataclass(frozen=True, eq=False)

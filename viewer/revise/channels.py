@@ -20,6 +20,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from viewer.explain.target import primary_output
 from viewer.revise.errors import ReviseError
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -133,8 +134,7 @@ def channel_map(module: nn.Module, example: torch.Tensor, layers: list[str] | No
         for h in handles:
             h.remove()
         module.train(was_training)
-    if isinstance(out, (tuple, list)):
-        out = out[0]
+    out, _ = primary_output(out)
     output_layer = produced.get(id(out))
     if layers is None:
         chosen = [n for n in order if n != output_layer]

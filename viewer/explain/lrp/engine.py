@@ -28,7 +28,7 @@ from viewer.explain.lrp.rules import Rule, make_rule
 from viewer.explain.lrp.trace import Tracer
 from viewer.explain.progress import Progress
 from viewer.explain.result import Relevance
-from viewer.explain.target import Target
+from viewer.explain.target import Target, primary_output
 
 DEFAULTS = {"epsilon": 1e-6, "stabilizer": 1e-6, "gamma": 0.25, "alpha": 2.0, "beta": 1.0, "low": None, "high": None,
             "gates": "constant"}
@@ -246,12 +246,12 @@ def trace(
             for h in handles:
                 h.remove()
     meta: dict[str, Any] = {}
-    out = raw
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-        meta["output_note"] = "the model returned a tuple; its first element was explained"
-    if not isinstance(out, torch.Tensor):
-        raise ValueError(f"LRP needs a model that returns a tensor (or a tuple starting with one); got {type(raw)}.")
+    out, note = primary_output(raw)
+    if out is None:
+        raise ValueError("LRP needs a model that returns a tensor, or a tuple or dict whose first entry is one; "
+                         f"got {type(raw).__name__}.")
+    if note:
+        meta["output_note"] = note
     if id(out) in tracer.final_of:
         inner, _, kind = tracer.final_of[id(out)]
         out = inner
