@@ -130,15 +130,21 @@ class _Chooser:
             else:
                 raise ValueError(f"Override keys are module names (glob allowed) or module types; got {key!r}.")
 
-    def __call__(self, kind: str, name: str, module: nn.Module | None) -> Rule:
-        first = not self.first_done
-        self.first_done = True
+    def _override(self, name: str, module: nn.Module | None) -> Rule | None:
         for pattern, rule in self.by_name:
             if fnmatch.fnmatchcase(name, pattern):
                 return rule
         for cls, rule in self.by_type:
             if module is not None and isinstance(module, cls):
                 return rule
+        return None
+
+    def __call__(self, kind: str, name: str, module: nn.Module | None) -> Rule:
+        first = not self.first_done
+        self.first_done = True
+        rule = self._override(name, module)
+        if rule is not None:
+            return rule
         if first and self.first is not None and (self.preset.first_kinds == "any" or kind == "conv"):
             return self.first
         return self.conv if kind == "conv" else self.dense
@@ -146,10 +152,10 @@ class _Chooser:
     def batchnorm(self, name: str, module: nn.Module | None) -> str:
         """"pass" or "norm" for an unfolded eval-mode BatchNorm (see ``Preset``); an
         override of its module to the ``pass`` rule or to ``norm``/``epsilon`` decides."""
-        for rule in [r for p, r in self.by_name if fnmatch.fnmatchcase(name, p)] + [
-                r for c, r in self.by_type if module is not None and isinstance(module, c)]:
-            return "pass" if rule.name == "pass" else "norm"
-        return self.preset.batchnorm
+        rule = self._override(name, module)
+        if rule is None:
+            return self.preset.batchnorm
+        return "pass" if rule.name == "pass" else "norm"
 
 
 def _resolve_params(preset: Preset, params: Mapping[str, Any], x: torch.Tensor) -> dict[str, Any]:

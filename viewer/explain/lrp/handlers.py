@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from viewer.explain.lrp import attention, norms, pooling, routing
 from viewer.explain.lrp.affine import AffineOp
 from viewer.explain.lrp.ops import (
-    AffineFn, BiasFn, BilinearFn, CatFn, GateFn, InplaceFn, InplacePassFn, LinearNormFn, PadFn, PassFn, ScaleFn,
-    SumFn,
+    AffineFn, BiasFn, BilinearFn, CatFn, GateFn, InplaceFn, InplacePassFn, LinearNormFn, PassFn, ScaleFn, SumFn,
     affine_backward, protect,
 )
 from viewer.explain.lrp.rules import mark_nonneg, marked_nonneg
@@ -64,7 +63,7 @@ def _affine(tr, x: Tensor, w: Tensor, b: Tensor | None, op: AffineOp, kind: str)
 
 def _same_padding(tr, x: Tensor, w: Tensor, nd: int, dilation) -> tuple[Tensor, tuple[int, ...]]:
     """``padding="same"``: the convolution's own padding where it is symmetric, else an
-    explicit padding whose share of relevance the ledger records (see ``PadFn``)."""
+    explicit padding whose share of relevance the ledger records (``routing.padded``)."""
     dil = dilation if isinstance(dilation, (tuple, list)) else (dilation,) * nd
     totals = [d * (k - 1) for d, k in zip(dil, w.shape[2:])]
     if all(t % 2 == 0 for t in totals):
@@ -72,7 +71,7 @@ def _same_padding(tr, x: Tensor, w: Tensor, nd: int, dilation) -> tuple[Tensor, 
     pads: list[int] = []
     for t in reversed(totals):
         pads += [t // 2, t - t // 2]
-    return PadFn.apply(x, tuple(pads), 0.0, tr.book, tr.site("pad", "absorb")), (0,) * nd
+    return routing.padded(x, tuple(pads), 0.0, tr.book, tr.site("pad", "absorb")), (0,) * nd
 
 
 def _conv(nd: int):
@@ -345,8 +344,8 @@ def _pad(tr, func, args, kwargs):
         mode, value = "constant", args[2] if len(args) > 2 else kwargs.get("value", 0.0)
     if not live(x) or mode != "constant" or not isinstance(pad, (tuple, list)):
         return NotImplemented
-    return PadFn.apply(x, tuple(int(p) for p in pad), 0.0 if value is None else float(value), tr.book,
-                       tr.site("pad", "absorb"))
+    return routing.padded(x, tuple(int(p) for p in pad), 0.0 if value is None else float(value), tr.book,
+                          tr.site("pad", "absorb"))
 
 
 def _cat(tr, func, args, kwargs):

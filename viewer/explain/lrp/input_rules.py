@@ -3,7 +3,7 @@ receptive field (WSquare, Flat) or by its distance from the bounds of the input
 domain (ZBox), not only by its contribution to the output.
 
 Because they give relevance to positions whatever their value, an input padded
-with constants hands some of it to the padding (``ops.PadFn`` books it).
+with constants hands some of it to the padding (``routing.padded`` books it).
 """
 
 from __future__ import annotations

@@ -150,7 +150,7 @@ class Book:
 
     def absorb_dropped(self, site: Site, received: Tensor, passed: Tensor) -> None:
         """An operation that passes part of its relevance on unchanged and drops the
-        rest on constants (padding): everything it absorbs is a constant's share."""
+        rest on constants (padding, filled-in masks): everything it absorbs is a constant's share."""
         if not self.active:
             return
         share = self._sum(received)[0] - self._sum(passed)[0]

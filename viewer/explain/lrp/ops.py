@@ -26,7 +26,6 @@ from dataclasses import replace
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch.autograd import Function
 
 from viewer.explain.lrp import sparse
@@ -456,20 +455,3 @@ class CatFn(Function):
                 out.append(None)
         return (None, None, None, None, *out)
 
-
-class PadFn(Function):
-    """Constant padding (``F.pad``, ``nn.ConstantPad*d``): the relevance that lands on
-    the padded constants is absorbed, as by a bias. Only rules that share relevance by
-    position rather than by contribution give them any (Flat, WSquare, ZBox: an input
-    layer behind an explicit padding, as in MONAI's EfficientNet stem)."""
-
-    @staticmethod
-    def forward(ctx, x, pad: tuple, value: float, book: Book, site: Site):
-        ctx.pad, ctx.book, ctx.site = pad, book, site
-        return own(F.pad(x, pad, mode="constant", value=value), x)
-
-    @staticmethod
-    def backward(ctx, r):
-        r_in = F.pad(r, [-p for p in ctx.pad])  # the adjoint: crop what was padded, pad what was cropped
-        ctx.book.absorb_dropped(ctx.site, r, r_in)
-        return r_in, None, None, None, None

@@ -5,7 +5,7 @@ the live operand or a constant (``torch.where``, ``masked_fill``, ``index_fill``
 Their gradient hands each output's relevance to the element it copies, which is the
 rule; relevance that lands on the constants (a masked position filled with 0.5, the
 untouched part of a scatter's base) is the constant's share, booked by the ledger as
-for padding (``ops.PadFn``) instead of disappearing from the books.
+for padding (:func:`padded`) instead of disappearing from the books.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch.autograd import Function
 
 from viewer.explain.lrp.ledger import Book, Site
@@ -22,22 +23,35 @@ Tensor = torch.Tensor
 
 
 class RoutedFn(Function):
-    """``fn(x)`` for a routing ``fn`` (its gradient does not depend on x's values)."""
+    """``fn(x)`` for a routing ``fn`` (its gradient does not depend on x's values);
+    ``adjoint(r)``, when given, is that gradient in closed form (padding: a crop)."""
 
     @staticmethod
-    def forward(ctx, x, fn: Callable, book: Book, site: Site):
-        ctx.fn, ctx.book, ctx.site = fn, book, site
+    def forward(ctx, x, fn: Callable, book: Book, site: Site, adjoint: Callable | None = None):
+        ctx.fn, ctx.book, ctx.site, ctx.adjoint = fn, book, site, adjoint
         ctx.like = (x.shape, x.dtype, x.device)
         return own(fn(x), x)
 
     @staticmethod
     def backward(ctx, r):
-        shape, dtype, device = ctx.like
-        with torch.enable_grad():
-            probe = torch.zeros(shape, dtype=dtype, device=device, requires_grad=True)
-            (r_in,) = torch.autograd.grad(ctx.fn(probe), probe, r.to(dtype))
+        if ctx.adjoint is not None:
+            r_in = ctx.adjoint(r)
+        else:
+            shape, dtype, device = ctx.like
+            with torch.enable_grad():
+                probe = torch.zeros(shape, dtype=dtype, device=device, requires_grad=True)
+                (r_in,) = torch.autograd.grad(ctx.fn(probe), probe, r.to(dtype))
         ctx.book.absorb_dropped(ctx.site, r, r_in)
-        return r_in, None, None, None
+        return r_in, None, None, None, None
+
+
+def padded(x: Tensor, pad: tuple[int, ...], value: float, book: Book, site: Site) -> Tensor:
+    """Constant padding (``F.pad``, ``nn.ConstantPad*d``): only rules that share relevance
+    by position rather than by contribution give the padded constants any (Flat, WSquare,
+    ZBox: an input layer behind an explicit padding, as in MONAI's EfficientNet stem)."""
+    crop = [-p for p in pad]  # the adjoint: crop what was padded, pad what was cropped
+    return RoutedFn.apply(x, lambda t: F.pad(t, pad, mode="constant", value=value), book, site,
+                          lambda r: F.pad(r, crop))
 
 
 def _live(t) -> bool:
@@ -53,7 +67,7 @@ def routed(accumulate: bool = False):
         if len(places) != 1 or kwargs.get("reduce") is not None:
             return NotImplemented
         where, key = places[0]
-        name = func_name(func)
+        name = getattr(func, "__name__", "")
         if name.endswith("_") and not name.endswith("__"):
             # in place: only on the live tensor itself (``handlers._inplace`` writes the
             # result back); into a constant base the ordinary in-place gradient runs
@@ -74,6 +88,3 @@ def routed(accumulate: bool = False):
         return RoutedFn.apply(live, fn, tr.book, tr.site("constant", "absorb"))
     return handler
 
-
-def func_name(func) -> str:
-    return getattr(func, "__name__", "")
